@@ -1,0 +1,84 @@
+//! The one error type of the library. Every variant names what was wrong and
+//! where (file offset, tensor name, expected vs found), so a caller can act on
+//! it and a person can read it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in Strata.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("I/O error on '{path}': {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not a GGUF file: magic {found:#010x} at offset 0 (expected 0x46554747, \"GGUF\")")]
+    BadMagic { found: u32 },
+    #[error("unsupported GGUF version {found} at offset 4 (supported: 2, 3)")]
+    UnsupportedVersion { found: u32 },
+    #[error("GGUF file truncated while reading {what}: {needed} bytes needed at offset {offset}, but the file has {len}")]
+    Truncated {
+        what: String,
+        offset: u64,
+        needed: u64,
+        len: u64,
+    },
+    #[error("malformed GGUF at offset {offset}: {reason}")]
+    Malformed { offset: u64, reason: String },
+    #[error("duplicate {kind} '{name}' at offset {offset}")]
+    DuplicateName {
+        kind: &'static str,
+        name: String,
+        offset: u64,
+    },
+    #[error("invalid UTF-8 in {what} at offset {offset}")]
+    InvalidUtf8 { what: &'static str, offset: u64 },
+    #[error("tensor '{name}': {reason}")]
+    BadTensor { name: String, reason: String },
+    #[error("tensor '{name}' has unknown type id {id}")]
+    UnknownTensorType { name: String, id: u32 },
+    #[error("tensor '{name}' has type {ty}, which {context} does not support")]
+    UnsupportedTensorType {
+        name: String,
+        ty: &'static str,
+        context: &'static str,
+    },
+    #[error("missing metadata key '{0}'")]
+    MissingKey(String),
+    #[error("metadata key '{key}' is {found}, expected {expected}")]
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("unknown architecture '{name}' (supported: {supported})")]
+    UnknownArchitecture { name: String, supported: String },
+    #[error("unsupported tokenizer model '{0}' (supported: gpt2)")]
+    UnsupportedTokenizer(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("context full: {needed} positions needed, the session's limit is {limit}")]
+    ContextFull { needed: usize, limit: usize },
+    #[error("empty prompt: at least one token is needed")]
+    EmptyPrompt,
+    #[error("token id {id} is out of range (the vocabulary has {n_vocab} tokens)")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+    #[error("invalid parameter '{name}': {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
+}
+
+/// Result with Strata's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
