@@ -115,6 +115,27 @@ impl<'a> GgufWriter<'a> {
         Ok(())
     }
 
+    /// Replace the data of a tensor already added (same size required).
+    pub fn replace_tensor_data(&mut self, name: &str, data: TensorData<'a>) -> Result<()> {
+        let t = self
+            .tensors
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+        if t.data.bytes().len() != data.bytes().len() {
+            return Err(Error::BadTensor {
+                name: name.to_string(),
+                reason: format!(
+                    "replacement has {} bytes, the tensor has {}",
+                    data.bytes().len(),
+                    t.data.bytes().len()
+                ),
+            });
+        }
+        t.data = data;
+        Ok(())
+    }
+
     fn alignment(&self) -> u64 {
         self.metadata
             .iter()

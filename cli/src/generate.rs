@@ -1,0 +1,91 @@
+//! `strata generate`: stream a continuation of a prompt.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::args::Args;
+use strata::{GenerateParams, Model, Session, SessionOptions};
+
+const KNOWN: &[&str] = &[
+    "model",
+    "prompt",
+    "n-predict",
+    "temp",
+    "top-k",
+    "top-p",
+    "min-p",
+    "repeat-penalty",
+    "seed",
+    "threads",
+    "ctx-size",
+    "stop",
+    "json",
+];
+
+pub fn run(raw: &[String]) -> Result<(), String> {
+    let a = Args::parse(raw, &["json"], crate::COMMON_ALIASES)?;
+    a.check_known(KNOWN)?;
+    let prompt = a
+        .str("prompt")
+        .ok_or("generate needs -p PROMPT")?
+        .to_string();
+    let json = a.flag("json");
+    let params = GenerateParams {
+        max_tokens: a.get("n-predict")?.unwrap_or(128),
+        sampler: crate::sampler_params(&a)?,
+        stop: a.all("stop"),
+        ..Default::default()
+    };
+    let path = crate::model_path(&a)?;
+    let model = Arc::new(Model::load(&path, &crate::load_options(&a)?).map_err(|e| e.to_string())?);
+    let mut session = Session::new(
+        model,
+        &SessionOptions {
+            n_ctx: a.get("ctx-size")?,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    if !json {
+        let _ = write!(out, "{prompt}");
+        let _ = out.flush();
+    }
+    let completion = session
+        .generate(&prompt, &params, |ev| {
+            if !json {
+                let _ = write!(out, "{}", ev.text);
+                let _ = out.flush();
+            }
+            true
+        })
+        .map_err(|e| e.to_string())?;
+    let t = &completion.timings;
+    if json {
+        let v = serde_json::json!({
+            "prompt_tokens": completion.prompt_tokens,
+            "tokens": completion.tokens,
+            "text": completion.text,
+            "stop_reason": format!("{:?}", completion.stop_reason),
+            "timings": {
+                "prompt_ms": t.prompt_ms,
+                "prompt_tokens_per_second": t.prompt_tokens_per_second(),
+                "generation_ms": t.generation_ms,
+                "generation_tokens_per_second": t.generation_tokens_per_second(),
+            }
+        });
+        let _ = writeln!(out, "{v}");
+    } else {
+        let _ = writeln!(out);
+        eprintln!(
+            "\nprompt: {} tokens, {:.1} ms ({:.1} tok/s); generated: {} tokens, {:.1} ms ({:.1} tok/s); stop: {:?}",
+            t.prompt_tokens,
+            t.prompt_ms,
+            t.prompt_tokens_per_second(),
+            t.generated_tokens,
+            t.generation_ms,
+            t.generation_tokens_per_second(),
+            completion.stop_reason
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Text generation on a session: prompt in, a stream of tokens and text out,
+//! stopping at end-of-generation tokens, a token budget or stop strings.
+
+use std::time::Instant;
+
+use crate::sampler::{Sampler, SamplerParams};
+use crate::session::Session;
+use crate::tokenizer::StreamDecoder;
+use crate::{Error, Result};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    pub sampler: SamplerParams,
+    /// Generation stops when the text contains one of these; the text
+    /// returned ends before it.
+    pub stop: Vec<String>,
+    /// Add BOS/EOS to the prompt as the model's metadata asks.
+    pub add_special: bool,
+    /// Let special-token text in the prompt (e.g. `<|im_start|>`) become
+    /// special tokens.
+    pub parse_special: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 128,
+            sampler: SamplerParams::default(),
+            stop: Vec::new(),
+            add_special: true,
+            parse_special: true,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// A stop string appeared.
+    StopString,
+    /// The caller's callback asked to stop.
+    Callback,
+    /// The session's context is full.
+    ContextFull,
+}
+
+/// Wall-clock timings of one generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    pub prompt_ms: f64,
+    pub generated_tokens: usize,
+    pub generation_ms: f64,
+}
+
+impl Timings {
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prompt_ms)
+    }
+    pub fn generation_tokens_per_second(&self) -> f64 {
+        per_second(self.generated_tokens, self.generation_ms)
+    }
+}
+
+fn per_second(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
+}
+
+/// The result of a generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub prompt_tokens: Vec<u32>,
+    /// Generated ids (including an end-of-generation token if one ended it).
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+}
+
+/// One generated token and the text it completes (possibly empty while a
+/// multi-byte character or a possible stop string is pending).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEvent {
+    pub id: u32,
+    pub text: String,
+}
+
+/// An iterator of generated tokens; see [`Session::generate_iter`].
+pub struct TokenStream<'s> {
+    session: &'s mut Session,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    stop: Vec<String>,
+    max_tokens: usize,
+    logits: Vec<f32>,
+    /// Text decoded but held back because it could start a stop string.
+    pending: String,
+    completion: Completion,
+    done: Option<StopReason>,
+    started: Instant,
+}
+
+impl Session {
+    /// Tokenize `prompt`, evaluate it, and return an iterator over the
+    /// generated tokens.
+    pub fn generate_iter(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+    ) -> Result<TokenStream<'_>> {
+        let tok = self.model().tokenizer();
+        let ids = tok.encode(prompt, params.add_special, params.parse_special)?;
+        self.generate_from_tokens(&ids, params)
+    }
+
+    /// As [`Session::generate_iter`], from token ids.
+    pub fn generate_from_tokens(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+    ) -> Result<TokenStream<'_>> {
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let sampler = Sampler::new(params.sampler.clone())?;
+        let t0 = Instant::now();
+        let logits = self.feed(prompt)?;
+        let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let decoder = StreamDecoder::new(self.model().tokenizer());
+        Ok(TokenStream {
+            sampler,
+            decoder,
+            stop: params
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
+            max_tokens: params.max_tokens,
+            logits,
+            pending: String::new(),
+            completion: Completion {
+                prompt_tokens: prompt.to_vec(),
+                tokens: Vec::new(),
+                text: String::new(),
+                stop_reason: StopReason::MaxTokens,
+                timings: Timings {
+                    prompt_tokens: prompt.len(),
+                    prompt_ms,
+                    ..Default::default()
+                },
+            },
+            done: if params.max_tokens == 0 {
+                Some(StopReason::MaxTokens)
+            } else {
+                None
+            },
+            started: Instant::now(),
+            session: self,
+        })
+    }
+
+    /// Generate to completion, calling `on_token` for each token; the
+    /// callback returns `false` to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        mut on_token: impl FnMut(&TokenEvent) -> bool,
+    ) -> Result<Completion> {
+        let mut stream = self.generate_iter(prompt, params)?;
+        while let Some(ev) = stream.next() {
+            if !on_token(&ev?) {
+                stream.stop(StopReason::Callback);
+            }
+        }
+        Ok(stream.finish())
+    }
+}
+
+impl TokenStream<'_> {
+    /// End the stream early.
+    pub fn stop(&mut self, reason: StopReason) {
+        if self.done.is_none() {
+            self.done = Some(reason);
+        }
+    }
+
+    /// The completion so far (final once the iterator returned `None`).
+    pub fn finish(mut self) -> Completion {
+        let tail = self.decoder.finish();
+        if self.completion.stop_reason != StopReason::StopString {
+            self.pending.push_str(&tail);
+            self.completion.text.push_str(&self.pending);
+        }
+        self.completion.stop_reason = self.done.unwrap_or(StopReason::MaxTokens);
+        self.completion.timings.generated_tokens = self.completion.tokens.len();
+        self.completion
+    }
+
+    /// Text that can be released: everything in `pending` except a suffix
+    /// that is a prefix of some stop string.
+    fn release(&mut self) -> String {
+        let mut keep = 0;
+        for s in &self.stop {
+            for (i, _) in s.char_indices().skip(1) {
+                if self.pending.ends_with(&s[..i]) {
+                    keep = keep.max(i);
+                }
+            }
+        }
+        let cut = self.pending.len() - keep;
+        let out: String = self.pending[..cut].to_string();
+        self.pending.drain(..cut);
+        out
+    }
+
+    fn step(&mut self) -> Result<TokenEvent> {
+        let id = self.sampler.sample(&self.logits);
+        self.sampler.accept(id);
+        self.completion.tokens.push(id);
+        let tok = self.session.model().tokenizer();
+        if tok.is_eog(id) {
+            self.done = Some(StopReason::EndOfGeneration);
+            return Ok(TokenEvent {
+                id,
+                text: String::new(),
+            });
+        }
+        self.pending.push_str(&self.decoder.push(id));
+        if let Some((at, _)) = self
+            .stop
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()).map(|i| (i, s)))
+            .min_by_key(|(i, _)| *i)
+        {
+            self.pending.truncate(at);
+            let text = std::mem::take(&mut self.pending);
+            self.completion.text.push_str(&text);
+            self.completion.stop_reason = StopReason::StopString;
+            self.done = Some(StopReason::StopString);
+            return Ok(TokenEvent { id, text });
+        }
+        let text = self.release();
+        self.completion.text.push_str(&text);
+        if self.completion.tokens.len() >= self.max_tokens {
+            self.done = Some(StopReason::MaxTokens);
+        } else if self.session.position() >= self.session.n_ctx() {
+            self.done = Some(StopReason::ContextFull);
+        } else {
+            self.logits = self.session.feed(&[id])?;
+        }
+        self.completion.timings.generation_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        Ok(TokenEvent { id, text })
+    }
+}
+
+impl Iterator for TokenStream<'_> {
+    type Item = Result<TokenEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done.is_some() {
+            return None;
+        }
+        let r = self.step();
+        if r.is_err() {
+            self.done = Some(StopReason::Callback);
+        }
+        self.completion.timings.generation_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        Some(r)
+    }
+}

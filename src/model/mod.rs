@@ -1,0 +1,282 @@
+//! A loaded model (or a contiguous range of its layers): configuration,
+//! weights viewed in the mapped file, tokenizer, and the forward pass.
+
+pub mod arch;
+pub mod config;
+mod layers;
+pub mod weights;
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use config::Config;
+
+use crate::gguf::GgufFile;
+use crate::kv_cache::KvCache;
+use crate::ops::{matmul, norm, Weight};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+use weights::{Binder, LayerWeights};
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Worker threads for this model's compute; `None` = all cores.
+    pub n_threads: Option<usize>,
+    /// Load only these layers (a shard); `None` = all.
+    pub layers: Option<Range<usize>>,
+}
+
+/// What a forward call consumes.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Token ids (only for a model that holds the embedding).
+    Tokens(&'a [u32]),
+    /// Hidden states `[n][n_embd]` from the previous shard.
+    Hidden(&'a [f32]),
+}
+
+impl Input<'_> {
+    fn len(&self, n_embd: usize) -> usize {
+        match self {
+            Input::Tokens(t) => t.len(),
+            Input::Hidden(h) => h.len() / n_embd.max(1),
+        }
+    }
+}
+
+/// Which positions produce logits (for a model that holds the output head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's.
+    Last,
+    /// Every token's.
+    All,
+}
+
+/// What a forward call produces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Hidden states `[n][n_embd]` for the next shard.
+    Hidden(Vec<f32>),
+    /// Logits `[rows][n_vocab]`, one row per requested position.
+    Logits(Vec<f32>),
+}
+
+/// A loaded model or shard. Immutable once loaded and shareable across
+/// threads: every mutable state lives in a [`KvCache`] owned by a session.
+pub struct Model {
+    file: Arc<GgufFile>,
+    config: Config,
+    layers: Range<usize>,
+    /// `[n_vocab rows][n_embd]`, first shard only.
+    embedding: Option<Weight>,
+    blocks: Vec<LayerWeights>,
+    /// `[n_embd]`, last shard only.
+    output_norm: Option<Vec<f32>>,
+    /// `[n_vocab rows][n_embd]` (the embedding when tied), last shard only.
+    output: Option<Weight>,
+    tokenizer: Tokenizer,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("arch", &self.config.arch)
+            .field("layers", &self.layers)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Load a model from a GGUF file.
+    pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        Self::from_file(Arc::new(GgufFile::open(path)?), opts)
+    }
+
+    /// Build a model over an already opened file.
+    pub fn from_file(file: Arc<GgufFile>, opts: &LoadOptions) -> Result<Model> {
+        let arch_name = file.get_str("general.architecture")?;
+        let spec = arch::lookup(arch_name)?;
+        let mut config = Config::from_gguf(&file, spec)?;
+        let layers = opts.layers.clone().unwrap_or(0..config.n_layer);
+        if layers.start >= layers.end || layers.end > config.n_layer {
+            return Err(Error::invalid(
+                "layers",
+                format!(
+                    "range {}..{} is empty or outside the model's 0..{}",
+                    layers.start, layers.end, config.n_layer
+                ),
+            ));
+        }
+        let b = Binder { file: &file };
+        config.rope.freq_factors = b.optional_vector("rope_freqs.weight", config.rope.n_rot / 2)?;
+        let first = layers.start == 0;
+        let last = layers.end == config.n_layer;
+        let (e, nv) = (config.n_embd, config.n_vocab);
+        let embedding = if first || (last && file.tensor("output.weight").is_none()) {
+            Some(b.matrix("token_embd.weight", nv, e)?)
+        } else {
+            None
+        };
+        let blocks = b.layers(&config, layers.clone())?;
+        let (output_norm, output) = if last {
+            let head = match file.tensor("output.weight") {
+                Some(_) => b.matrix("output.weight", nv, e)?,
+                None => embedding
+                    .clone()
+                    .ok_or_else(|| Error::MissingTensor("output.weight".into()))?,
+            };
+            (Some(b.vector("output_norm.weight", e)?), Some(head))
+        } else {
+            (None, None)
+        };
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let n_threads = match opts.n_threads {
+            Some(0) => return Err(Error::invalid("n_threads", "must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n_threads)
+            .thread_name(|i| format!("strata-{i}"))
+            .build()
+            .map_err(|e| Error::invalid("n_threads", e.to_string()))?;
+        Ok(Model {
+            embedding: if first { embedding } else { None },
+            file,
+            config,
+            layers,
+            blocks,
+            output_norm,
+            output,
+            tokenizer,
+            pool,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The GGUF file the model was loaded from.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// The layers this model holds.
+    pub fn layers(&self) -> Range<usize> {
+        self.layers.clone()
+    }
+
+    /// Whether this model takes token ids (holds the embedding).
+    pub fn takes_tokens(&self) -> bool {
+        self.layers.start == 0
+    }
+
+    /// Whether this model produces logits (holds the output head).
+    pub fn gives_logits(&self) -> bool {
+        self.output.is_some()
+    }
+
+    /// Worker threads.
+    pub fn n_threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// A KV cache for this model's layers, holding at most `n_ctx` positions.
+    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+        KvCache::new(
+            self.blocks.len(),
+            self.config.k_width(),
+            self.config.v_width(),
+            n_ctx,
+        )
+    }
+
+    /// Run the model's layers over `input` placed at positions
+    /// `pos..pos+n`, extending `cache`. `pos` must equal `cache.len()` or be
+    /// smaller (the cache is then rolled back to `pos` first).
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        input: Input,
+        pos: usize,
+        logits: Logits,
+    ) -> Result<Output> {
+        let cfg = &self.config;
+        let n = input.len(cfg.n_embd);
+        if n == 0 {
+            return Err(Error::EmptyPrompt);
+        }
+        cache.check_room(pos, n)?;
+        let mut x = match input {
+            Input::Tokens(tokens) => self.embed(tokens)?,
+            Input::Hidden(h) => {
+                if self.takes_tokens() {
+                    return Err(Error::invalid(
+                        "input",
+                        "the first shard takes token ids, not hidden states",
+                    ));
+                }
+                if h.len() != n * cfg.n_embd {
+                    return Err(Error::invalid(
+                        "input",
+                        format!(
+                            "{} values is not a whole number of {}-wide rows",
+                            h.len(),
+                            cfg.n_embd
+                        ),
+                    ));
+                }
+                h.to_vec()
+            }
+        };
+        cache.truncate(pos);
+        let positions: Vec<usize> = (pos..pos + n).collect();
+        self.pool.install(|| {
+            let mut scratch = layers::Scratch::new(cfg, n);
+            for (i, w) in self.blocks.iter().enumerate() {
+                layers::block(cfg, w, &mut x, &positions, cache, i, &mut scratch);
+            }
+        });
+        cache.set_len(pos + n);
+        let (Some(out_norm), Some(head)) = (&self.output_norm, &self.output) else {
+            return Ok(Output::Hidden(x));
+        };
+        let rows = match logits {
+            Logits::Last => &mut x[(n - 1) * cfg.n_embd..],
+            Logits::All => &mut x[..],
+        };
+        let m = rows.len() / cfg.n_embd;
+        norm::rms_norm(rows, out_norm, cfg.rms_eps);
+        let mut out = vec![0f32; m * cfg.n_vocab];
+        self.pool.install(|| matmul(head, rows, m, &mut out));
+        Ok(Output::Logits(out))
+    }
+
+    fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let emb = self
+            .embedding
+            .as_ref()
+            .ok_or_else(|| Error::invalid("input", "only the first shard takes token ids"))?;
+        let e = self.config.n_embd;
+        let mut x = vec![0f32; tokens.len() * e];
+        for (&t, row) in tokens.iter().zip(x.chunks_exact_mut(e)) {
+            if t as usize >= self.config.n_vocab {
+                return Err(Error::TokenOutOfRange {
+                    id: t,
+                    n_vocab: self.config.n_vocab,
+                });
+            }
+            emb.dequantize_row(t as usize, row)?;
+        }
+        Ok(x)
+    }
+}

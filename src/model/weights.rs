@@ -1,0 +1,135 @@
+//! Binding tensors of a GGUF file to the model's weights, with shape checks.
+//! Only the tensors of the requested layer range are bound (and so only
+//! those pages of the mapping are ever touched).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::config::Config;
+use crate::gguf::GgufFile;
+use crate::ops::Weight;
+use crate::quant::{self, GgmlType};
+use crate::{Error, Result};
+
+/// Weights of one transformer block.
+#[derive(Debug)]
+pub struct LayerWeights {
+    /// `[n_embd]`
+    pub attn_norm: Vec<f32>,
+    /// `[n_head*head_dim_k rows][n_embd]`
+    pub wq: Weight,
+    /// `[n_head_kv*head_dim_k rows][n_embd]`
+    pub wk: Weight,
+    /// `[n_head_kv*head_dim_v rows][n_embd]`
+    pub wv: Weight,
+    /// `[n_embd rows][n_head*head_dim_v]`
+    pub wo: Weight,
+    /// `[n_embd]`
+    pub ffn_norm: Vec<f32>,
+    /// `[n_ff rows][n_embd]`
+    pub w_gate: Weight,
+    /// `[n_ff rows][n_embd]`
+    pub w_up: Weight,
+    /// `[n_embd rows][n_ff]`
+    pub w_down: Weight,
+}
+
+/// Types a weight matrix may have (those with a dot product kernel).
+pub fn is_weight_type(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+    )
+}
+
+/// Looks tensors up by name and checks their shapes.
+pub struct Binder<'a> {
+    pub file: &'a Arc<GgufFile>,
+}
+
+impl Binder<'_> {
+    /// A `[rows][cols]` matrix.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Weight> {
+        let t = self
+            .file
+            .tensor(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+        let dims_ok = t.dims.len() >= 2
+            && t.dims[0] == cols as u64
+            && t.dims[1] == rows as u64
+            && t.dims[2..].iter().all(|&d| d == 1);
+        if !dims_ok {
+            return Err(Error::BadTensor {
+                name: name.to_string(),
+                reason: format!("shape {:?}, expected [{cols}, {rows}]", t.dims),
+            });
+        }
+        if !is_weight_type(t.ty) {
+            return Err(Error::UnsupportedTensorType {
+                name: name.to_string(),
+                ty: t.ty.name(),
+                context: "matrix multiplication",
+            });
+        }
+        let start = (self.file.data_offset() + t.offset) as usize;
+        Ok(Weight::new(
+            name,
+            t.ty,
+            rows,
+            cols,
+            Arc::clone(self.file),
+            start..start + t.size as usize,
+        ))
+    }
+
+    /// A vector of `n` values, dequantized to f32.
+    pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {
+        let t = self
+            .file
+            .tensor(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+        if t.n_elements() != n as u64 {
+            return Err(Error::BadTensor {
+                name: name.to_string(),
+                reason: format!("shape {:?}, expected [{n}]", t.dims),
+            });
+        }
+        let mut out = vec![0f32; n];
+        quant::dequantize(t.ty, self.file.tensor_data(t), &mut out)?;
+        Ok(out)
+    }
+
+    /// A vector if the tensor exists.
+    pub fn optional_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>> {
+        match self.file.tensor(name) {
+            None => Ok(None),
+            Some(_) => self.vector(name, n).map(Some),
+        }
+    }
+
+    pub fn layer(&self, cfg: &Config, i: usize) -> Result<LayerWeights> {
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        let (e, q, kv_k, kv_v) = (
+            cfg.n_embd,
+            cfg.n_head * cfg.head_dim_k,
+            cfg.k_width(),
+            cfg.v_width(),
+        );
+        Ok(LayerWeights {
+            attn_norm: self.vector(&p("attn_norm"), e)?,
+            wq: self.matrix(&p("attn_q"), q, e)?,
+            wk: self.matrix(&p("attn_k"), kv_k, e)?,
+            wv: self.matrix(&p("attn_v"), kv_v, e)?,
+            wo: self.matrix(&p("attn_output"), e, cfg.n_head * cfg.head_dim_v)?,
+            ffn_norm: self.vector(&p("ffn_norm"), e)?,
+            w_gate: self.matrix(&p("ffn_gate"), cfg.n_ff, e)?,
+            w_up: self.matrix(&p("ffn_up"), cfg.n_ff, e)?,
+            w_down: self.matrix(&p("ffn_down"), e, cfg.n_ff)?,
+        })
+    }
+
+    pub fn layers(&self, cfg: &Config, range: Range<usize>) -> Result<Vec<LayerWeights>> {
+        range.map(|i| self.layer(cfg, i)).collect()
+    }
+}

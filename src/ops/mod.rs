@@ -1,0 +1,15 @@
+//! CPU operators of a transformer forward pass. Each works on plain slices in
+//! row-major order (`[n_tokens][width]`), and follows ggml's arithmetic where
+//! the order of float operations matters for parity with llama.cpp.
+//!
+//! The weight-reading operator (`matmul`) is where faster kernels slot in:
+//! it calls one dot-product entry point per weight row, today the scalar
+//! reference in [`crate::quant`].
+
+pub mod act;
+pub mod attention;
+pub mod matmul;
+pub mod norm;
+pub mod rope;
+
+pub use matmul::{matmul, Weight};

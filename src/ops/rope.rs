@@ -1,0 +1,106 @@
+//! Rotary position embeddings, in the two layouts GGUF models use.
+
+/// How the rotated pairs are laid out inside a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Adjacent pairs `(x[2i], x[2i+1])` (llama.cpp's "normal" mode).
+    Normal,
+    /// Halves `(x[i], x[i + n_rot/2])` (GPT-NeoX style).
+    Neox,
+}
+
+/// RoPE parameters of one attention layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope {
+    pub layout: RopeLayout,
+    /// Number of leading dimensions of each head that are rotated.
+    pub n_rot: usize,
+    pub freq_base: f32,
+    /// Positions are multiplied by this (1.0 = no linear scaling).
+    pub freq_scale: f32,
+    /// Optional per-pair frequency divisors (`rope_freqs.weight`), `n_rot/2`.
+    pub freq_factors: Option<Vec<f32>>,
+}
+
+impl Rope {
+    /// cos/sin for every rotated pair at position `pos`, into `cs`
+    /// (`n_rot` values: cos, sin, cos, sin, ...). The angle for pair `i` is
+    /// built by repeated multiplication, in f32, as ggml builds it.
+    pub fn angles(&self, pos: usize, cs: &mut [f32]) {
+        let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
+        let mut theta = pos as f32;
+        for i in 0..self.n_rot / 2 {
+            let ff = self.freq_factors.as_ref().map_or(1.0, |f| f[i]);
+            let t = self.freq_scale * (theta / ff);
+            cs[2 * i] = t.cos();
+            cs[2 * i + 1] = t.sin();
+            theta *= theta_scale;
+        }
+    }
+
+    /// Rotate every head of every token in place. `x` is
+    /// `[n_tokens][n_heads * head_dim]`; `positions[t]` is token t's position.
+    pub fn apply(&self, x: &mut [f32], n_heads: usize, head_dim: usize, positions: &[usize]) {
+        let mut cs = vec![0f32; self.n_rot];
+        let width = n_heads * head_dim;
+        for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
+            self.angles(pos, &mut cs);
+            for head in row.chunks_exact_mut(head_dim) {
+                self.rotate(head, &cs);
+            }
+        }
+    }
+
+    fn rotate(&self, head: &mut [f32], cs: &[f32]) {
+        let half = self.n_rot / 2;
+        for i in 0..half {
+            let (c, s) = (cs[2 * i], cs[2 * i + 1]);
+            let (a, b) = match self.layout {
+                RopeLayout::Normal => (2 * i, 2 * i + 1),
+                RopeLayout::Neox => (i, i + half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rope(layout: RopeLayout) -> Rope {
+        Rope {
+            layout,
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            freq_factors: None,
+        }
+    }
+
+    #[test]
+    fn position_zero_is_identity_and_norm_is_kept() {
+        for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+            let r = rope(layout);
+            let mut x = vec![1.0, 2.0, 3.0, 4.0, 5.0];
+            r.apply(&mut x, 1, 5, &[0]);
+            assert_eq!(x, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+            r.apply(&mut x, 1, 5, &[7]);
+            let n: f32 = x[..4].iter().map(|v| v * v).sum();
+            assert!((n - 30.0).abs() < 1e-4);
+            assert_eq!(x[4], 5.0, "dimensions past n_rot are not rotated");
+        }
+    }
+
+    #[test]
+    fn layouts_pair_different_elements() {
+        let mut a = vec![1.0, 0.0, 0.0, 0.0];
+        rope(RopeLayout::Normal).apply(&mut a, 1, 4, &[1]);
+        assert!(a[1].abs() > 0.5 && a[2] == 0.0);
+        let mut b = vec![1.0, 0.0, 0.0, 0.0];
+        rope(RopeLayout::Neox).apply(&mut b, 1, 4, &[1]);
+        assert!(b[2].abs() > 0.5 && b[1] == 0.0);
+    }
+}

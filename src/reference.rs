@@ -1,0 +1,226 @@
+//! llama.cpp as a reference engine (feature `llama-cpp`): the parity tests
+//! and `strata bench --vs llama.cpp` load the same GGUF file through the
+//! `llama-cpp-2` crate and compare tokens, logits and speed with Strata's.
+//!
+//! Attention runs with llama.cpp's non-fused path unless asked otherwise
+//! ([`RefOptions::flash_attention`]), the path whose arithmetic Strata's
+//! attention follows.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::{Error, Result};
+
+fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(false),
+            );
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| reference_error(e))
+}
+
+fn reference_error(e: impl std::fmt::Display) -> Error {
+    Error::invalid("llama.cpp reference", e.to_string())
+}
+
+/// Context settings for the reference.
+#[derive(Debug, Clone)]
+pub struct RefOptions {
+    pub n_threads: usize,
+    pub n_ctx: u32,
+    /// Use llama.cpp's fused flash-attention kernel (its default on CPU).
+    pub flash_attention: bool,
+}
+
+impl Default for RefOptions {
+    fn default() -> Self {
+        RefOptions {
+            n_threads: 2,
+            n_ctx: 2048,
+            flash_attention: false,
+        }
+    }
+}
+
+/// A model loaded in llama.cpp.
+pub struct Reference {
+    model: LlamaModel,
+    opts: RefOptions,
+}
+
+/// Timings of a prompt + generation run.
+#[derive(Debug, Clone, Default)]
+pub struct RefTimings {
+    pub prompt_tokens: usize,
+    pub prompt_seconds: f64,
+    pub generated: usize,
+    pub generation_seconds: f64,
+}
+
+impl Reference {
+    pub fn load(path: impl AsRef<Path>, opts: RefOptions) -> Result<Reference> {
+        let model = LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
+            .map_err(reference_error)?;
+        Ok(Reference { model, opts })
+    }
+
+    fn context(&self) -> Result<LlamaContext<'_>> {
+        let fa = if self.opts.flash_attention {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+        } else {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.opts.n_ctx))
+            .with_n_batch(self.opts.n_ctx)
+            .with_n_ubatch(512)
+            .with_n_threads(self.opts.n_threads as i32)
+            .with_n_threads_batch(self.opts.n_threads as i32)
+            .with_flash_attention_policy(fa);
+        self.model
+            .new_context(backend()?, params)
+            .map_err(reference_error)
+    }
+
+    /// llama.cpp's tokenization.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, parse_special)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect()
+    }
+
+    /// The bytes llama.cpp gives for one token.
+    pub fn token_to_piece(&self, id: u32, special: bool) -> Vec<u8> {
+        self.model
+            .vocab()
+            .token_to_piece(LlamaToken(id as i32), special, None)
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.model.n_vocab() as usize
+    }
+
+    /// Logits for every position of `tokens`, evaluated as one batch per
+    /// `chunk` tokens.
+    pub fn logits_all(&self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let mut ctx = self.context()?;
+        let mut batch = LlamaBatch::new(tokens.len(), 1);
+        for (i, &t) in tokens.iter().enumerate() {
+            batch
+                .add(LlamaToken(t as i32), i as i32, &[0], true)
+                .map_err(reference_error)?;
+        }
+        ctx.decode(&mut batch).map_err(reference_error)?;
+        Ok((0..tokens.len())
+            .map(|i| ctx.get_logits_ith(i as i32).to_vec())
+            .collect())
+    }
+
+    /// A benchmark run: the prompt as one batch (timed), then `n` decode
+    /// steps of one token each (timed), each feeding back the argmax,
+    /// ignoring end-of-generation tokens.
+    pub fn timed_run(&self, prompt: &[u32], n: usize) -> Result<RefTimings> {
+        let mut ctx = self.context()?;
+        let mut batch = LlamaBatch::new(prompt.len().max(1), 1);
+        let last = prompt.len().saturating_sub(1);
+        for (i, &t) in prompt.iter().enumerate() {
+            batch
+                .add(LlamaToken(t as i32), i as i32, &[0], i == last)
+                .map_err(reference_error)?;
+        }
+        let t0 = Instant::now();
+        ctx.decode(&mut batch).map_err(reference_error)?;
+        let prompt_seconds = t0.elapsed().as_secs_f64();
+        let mut tok = crate::sampler::argmax(ctx.get_logits_ith(last as i32));
+        let t1 = Instant::now();
+        for i in 0..n {
+            batch.clear();
+            batch
+                .add(
+                    LlamaToken(tok as i32),
+                    (prompt.len() + i) as i32,
+                    &[0],
+                    true,
+                )
+                .map_err(reference_error)?;
+            ctx.decode(&mut batch).map_err(reference_error)?;
+            tok = crate::sampler::argmax(ctx.get_logits_ith(0));
+        }
+        Ok(RefTimings {
+            prompt_tokens: prompt.len(),
+            prompt_seconds,
+            generated: n,
+            generation_seconds: t1.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Greedy decoding: the prompt as one batch, then `n` tokens one by one
+    /// (stopping early at an end-of-generation token). Returns the tokens
+    /// and the logits each was chosen from.
+    pub fn greedy(
+        &self,
+        prompt: &[u32],
+        n: usize,
+    ) -> Result<(Vec<u32>, Vec<Vec<f32>>, RefTimings)> {
+        let mut ctx = self.context()?;
+        let mut batch = LlamaBatch::new(prompt.len().max(1), 1);
+        let last = prompt.len() - 1;
+        for (i, &t) in prompt.iter().enumerate() {
+            batch
+                .add(LlamaToken(t as i32), i as i32, &[0], i == last)
+                .map_err(reference_error)?;
+        }
+        let t0 = Instant::now();
+        ctx.decode(&mut batch).map_err(reference_error)?;
+        let mut timings = RefTimings {
+            prompt_tokens: prompt.len(),
+            prompt_seconds: t0.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut all_logits = Vec::new();
+        let mut logits = ctx.get_logits_ith(last as i32).to_vec();
+        let t1 = Instant::now();
+        let vocab = self.model.vocab();
+        for i in 0..n {
+            let tok = crate::sampler::argmax(&logits);
+            all_logits.push(std::mem::take(&mut logits));
+            out.push(tok);
+            if vocab.is_eog(LlamaToken(tok as i32)) || i + 1 == n {
+                break;
+            }
+            batch.clear();
+            batch
+                .add(
+                    LlamaToken(tok as i32),
+                    (prompt.len() + i) as i32,
+                    &[0],
+                    true,
+                )
+                .map_err(reference_error)?;
+            ctx.decode(&mut batch).map_err(reference_error)?;
+            logits = ctx.get_logits_ith(0).to_vec();
+        }
+        timings.generated = out.len();
+        timings.generation_seconds = t1.elapsed().as_secs_f64();
+        Ok((out, all_logits, timings))
+    }
+}
