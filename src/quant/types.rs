@@ -60,7 +60,10 @@ impl GgmlType {
 
     fn entry(self) -> &'static (GgmlType, &'static str, usize, usize) {
         // Every variant has a row in TABLE (checked by a test).
-        TABLE.iter().find(|e| e.0 == self).expect("GgmlType missing from TABLE")
+        TABLE
+            .iter()
+            .find(|e| e.0 == self)
+            .expect("GgmlType missing from TABLE")
     }
 
     /// The id written in GGUF files.
