@@ -9,7 +9,13 @@ use strata::synth::{synth_model, SynthSpec};
 use strata::{Error, GenerateParams, LoadOptions, Model, Session, SessionOptions};
 
 fn tiny(ty: GgmlType, threads: usize) -> Arc<Model> {
-    let w = synth_model(&SynthSpec::tiny(ty), None).unwrap();
+    let mut spec = SynthSpec::tiny(ty);
+    if ty.block_size() > spec.n_embd {
+        // K-quant rows are whole 256-value blocks.
+        spec.n_embd = 256;
+        spec.n_ff = 512;
+    }
+    let w = synth_model(&spec, None).unwrap();
     let file = Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap());
     Arc::new(
         Model::from_file(
