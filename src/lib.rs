@@ -7,6 +7,7 @@
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod ops;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::gguf::GgufFile;
+use crate::kernels;
 use crate::quant::{self, GgmlType};
 
 /// A 2-D weight matrix viewed in place in a mapped GGUF file.
@@ -90,10 +91,13 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
         });
     let data = w.data();
     let wrow = w.row_bytes();
+    let Some(kernel) = kernels::row_dot(w.ty) else {
+        // Weight types are checked when a model is loaded.
+        out.fill(f32::NAN);
+        return;
+    };
     let dot = |r: usize, t: usize| {
-        quant::vec_dot(
-            w.ty,
-            w.cols,
+        kernel.dot(
             &data[r * wrow..(r + 1) * wrow],
             &act[t * act_row..(t + 1) * act_row],
         )

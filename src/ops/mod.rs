@@ -3,8 +3,8 @@
 //! the order of float operations matters for parity with llama.cpp.
 //!
 //! The weight-reading operator (`matmul`) is where faster kernels slot in:
-//! it calls one dot-product entry point per weight row, today the scalar
-//! reference in [`crate::quant`].
+//! it calls one row kernel per weight row, chosen per CPU by
+//! [`crate::kernels`].
 
 pub mod act;
 pub mod attention;

@@ -79,6 +79,7 @@ macro_rules! with_block {
         }
     };
 }
+pub(crate) use with_block;
 
 /// Whether `ty` has a block format (dequantize and vec_dot work for it).
 pub fn is_supported(ty: GgmlType) -> bool {

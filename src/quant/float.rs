@@ -79,6 +79,7 @@ enum FloatDot {
 
 /// ggml's AVX2 float dot product: four 8-lane accumulators fed by FMA over
 /// steps of 32 values, reduced pairwise, then the tail.
+#[inline(always)]
 fn dot_avx2<B: Copy>(w: &[B], a: &[B], get: impl Fn(B) -> f32, kind: FloatDot) -> f32 {
     let n = w.len().min(a.len());
     let np = n & !31;
@@ -126,6 +127,7 @@ impl BlockFormat for F32 {
         Ok(())
     }
 
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[F32]) -> f32 {
         dot_avx2(w, a, F32::get, FloatDot::F32)
     }
@@ -149,6 +151,7 @@ impl BlockFormat for F16 {
         Ok(())
     }
 
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[F16]) -> f32 {
         dot_avx2(w, a, F16::get, FloatDot::F16)
     }
@@ -172,6 +175,7 @@ impl BlockFormat for BF16 {
         Ok(())
     }
 
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BF16]) -> f32 {
         dot_avx2(w, a, BF16::get, FloatDot::BF16)
     }

@@ -164,6 +164,7 @@ impl BlockFormat for BlockQ2K {
 
     /// `ggml_vec_dot_q2_K_q8_K` (AVX2): mins through bsums into the same
     /// lanes first, then the quants.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {
@@ -211,6 +212,7 @@ impl BlockFormat for BlockQ3K {
     }
 
     /// `ggml_vec_dot_q3_K_q8_K` (AVX2).
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {
@@ -288,6 +290,7 @@ impl BlockFormat for BlockQ4K {
 
     /// `ggml_vec_dot_q4_K_q8_K` (AVX2): quants into eight lanes, mins into a
     /// separate four-lane accumulator, added at the end.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
         let mut acc = Lanes8::default();
         let mut acc_m = [0f32; 4];
@@ -332,6 +335,7 @@ impl BlockFormat for BlockQ5K {
 
     /// `ggml_vec_dot_q5_K_q8_K` (AVX2): the min products are summed as an
     /// integer per super-block and added with one FMA to a scalar.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
         let mut acc = Lanes8::default();
         let mut summs = 0f32;
@@ -379,6 +383,7 @@ impl BlockFormat for BlockQ6K {
 
     /// `ggml_vec_dot_q6_K_q8_K` (AVX2): unsigned quants in the lanes, the
     /// −32 offset subtracted per lane through bsums.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {

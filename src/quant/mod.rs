@@ -15,7 +15,7 @@
 //! and float order (checked in `tests/quant_vs_ggml.rs`).
 
 mod block;
-mod dispatch;
+pub(crate) mod dispatch;
 mod float;
 mod k_quants;
 mod q4;

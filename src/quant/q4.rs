@@ -92,6 +92,7 @@ impl BlockFormat for BlockQ4_0 {
     }
 
     /// `ggml_vec_dot_q4_0_q8_0` (AVX2).
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8_0]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {
@@ -148,6 +149,7 @@ impl BlockFormat for BlockQ4_1 {
     /// `ggml_vec_dot_q4_1_q8_1` (AVX2): lanes get `fma(dx·dy, lane, acc)`;
     /// the minimum terms `m·s` are summed separately (fused multiply-add, as
     /// GCC contracts `summs += m * s`) and added after the lane reduction.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         let mut acc = Lanes8::default();
         let mut summs = 0f32;

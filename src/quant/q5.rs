@@ -100,6 +100,7 @@ impl BlockFormat for BlockQ5_0 {
     }
 
     /// `ggml_vec_dot_q5_0_q8_0` (AVX2).
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8_0]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {
@@ -154,6 +155,7 @@ impl BlockFormat for BlockQ5_1 {
     }
 
     /// `ggml_vec_dot_q5_1_q8_1` (AVX2), same float shape as Q4_1.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         let mut acc = Lanes8::default();
         let mut summs = 0f32;

@@ -157,6 +157,7 @@ impl BlockFormat for BlockQ8_0 {
 
     /// `ggml_vec_dot_q8_0_q8_0` (AVX2): per block, lanes of 4 products,
     /// `acc = fma(dx·dy, lane, acc)`.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8_0]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {
@@ -209,6 +210,7 @@ impl BlockFormat for BlockQ8_1 {
 
     /// Not a ggml kernel (Q8_1 is never a weight type there); same shape as
     /// Q8_0 x Q8_0.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         let mut acc = Lanes8::default();
         for (x, y) in w.iter().zip(a) {
@@ -275,6 +277,7 @@ impl BlockFormat for BlockQ8K {
 
     /// Not a ggml kernel (Q8_K is activation-only there): integer sum per
     /// block, then `sum += d_w · d_a · isum` in block order.
+    #[inline(always)]
     fn vec_dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
         let mut sum = 0f32;
         for (x, y) in w.iter().zip(a) {
