@@ -67,6 +67,35 @@ pub enum Error {
     EmptyPrompt,
     #[error("token id {id} is out of range (the vocabulary has {n_vocab} tokens)")]
     TokenOutOfRange { id: u32, n_vocab: usize },
+    #[error("malformed frame: {field}: {reason}")]
+    FrameMalformed { field: &'static str, reason: String },
+    #[error("frame checksum mismatch: the frame was corrupted in transit")]
+    FrameChecksum,
+    #[error("frame is for model {found}, this node serves {expected}")]
+    FrameWrongModel { expected: String, found: String },
+    #[error("frame enters at layer {found}, this shard starts at layer {expected}")]
+    FrameWrongBoundary { expected: u32, found: u32 },
+    #[error("frame rows are {found} wide, this shard expects {expected}")]
+    FrameWrongWidth { expected: u32, found: u32 },
+    #[error("frame starts at position {found}, but session {session} holds only {held} positions")]
+    FrameWrongPosition { session: u64, held: u64, found: u64 },
+    #[error("frame carries {found}, this shard takes {expected}")]
+    FrameWrongKind {
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("session limit reached: {limit} sessions are open")]
+    TooManySessions { limit: usize },
+    #[error("unknown session {0}")]
+    UnknownSession(u64),
+    #[error("network error talking to {addr}: {source}")]
+    Network {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr} answered with an error: {message}")]
+    Remote { addr: String, message: String },
     #[error("invalid parameter '{name}': {reason}")]
     InvalidParameter { name: &'static str, reason: String },
 }

@@ -16,6 +16,7 @@ pub mod quant;
 pub mod reference;
 pub mod sampler;
 pub mod session;
+pub mod shard;
 pub mod synth;
 pub mod tokenizer;
 

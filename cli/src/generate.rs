@@ -18,7 +18,7 @@ const KNOWN: &[&str] = &[
     "seed",
     "threads",
     "ctx-size",
-    "stop",
+    "stop", "route",
     "json",
 ];
 
@@ -30,6 +30,9 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         .ok_or("generate needs -p PROMPT")?
         .to_string();
     let json = a.flag("json");
+    if let Some(route) = a.str("route") {
+        return crate::shard::generate_routed(&a, route, &prompt, json);
+    }
     let params = GenerateParams {
         max_tokens: a.get("n-predict")?.unwrap_or(128),
         sampler: crate::sampler_params(&a)?,

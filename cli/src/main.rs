@@ -6,6 +6,7 @@ mod chat;
 mod fetch;
 mod generate;
 mod info;
+mod shard;
 mod synth;
 
 use std::path::PathBuf;
@@ -21,6 +22,11 @@ USAGE:
   strata chat     [-m MODEL] [--system TEXT] [-n N] [--temp T] [--seed S] [-t THREADS]
   strata info     MODEL [--json]
   strata bench    [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r 5] [--vs llama.cpp] [--json]
+  strata split    [-m MODEL] (--shards N | --layers 0..10,10..20) [-o DIR]
+  strata plan     [-m MODEL] --node NAME:MEMORY:SPEED... [-c CTX] [--json]
+  strata shard serve [-m MODEL] [--layers A..B] [--listen 127.0.0.1:7070] [-t THREADS]
+                  [--max-sessions N] [-c CTX] [--dtype f32|f16|bf16]
+  strata generate [-m MODEL] --route HOST:PORT,HOST:PORT,... -p PROMPT [-n N] [--json]
   strata synth    -o OUT.gguf [--layers N] [--embd N] [--ff N] [--heads N] [--kv-heads N]
                   [--vocab N] [--type Q4_0] [--embd-type Q8_0] [--tokenizer-from MODEL] [--seed S]
 
@@ -40,6 +46,12 @@ fn main() -> ExitCode {
         "info" => info::run(rest),
         "synth" => synth::run(rest),
         "bench" => bench::run(rest),
+        "split" => shard::split(rest),
+        "plan" => shard::plan(rest),
+        "shard" => match rest.split_first() {
+            Some((sub, r)) if sub == "serve" => shard::serve_cmd(r),
+            _ => Err("usage: strata shard serve -m MODEL [--layers A..B] [--listen ADDR]".into()),
+        },
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

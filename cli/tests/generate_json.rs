@@ -8,9 +8,15 @@ use std::process::Command;
 fn smollm2() -> PathBuf {
     let dir = std::env::var_os("STRATA_MODELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
+        });
     let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     p
 }
 
@@ -20,29 +26,68 @@ fn generate_json_matches_llama_cpp_greedy() {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["generate", "-m"])
         .arg(&model)
-        .args(["-p", "The capital of France is", "-n", "32", "--temp", "0", "-t", "2", "--json"])
+        .args([
+            "-p",
+            "The capital of France is",
+            "-n",
+            "32",
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "--json",
+        ])
         .output()
         .expect("run strata");
-    assert!(out.status.success(), "strata failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert!(
+        out.status.success(),
+        "strata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     let ids = |k: &str| -> Vec<u32> {
-        v[k].as_array().unwrap_or_else(|| panic!("{k} missing")).iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v[k].as_array()
+            .unwrap_or_else(|| panic!("{k} missing"))
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     let (prompt, tokens) = (ids("prompt_tokens"), ids("tokens"));
-    for k in ["prompt_ms", "prompt_tokens_per_second", "generation_ms", "generation_tokens_per_second"] {
+    for k in [
+        "prompt_ms",
+        "prompt_tokens_per_second",
+        "generation_ms",
+        "generation_tokens_per_second",
+    ] {
         assert!(v["timings"][k].is_number(), "timings.{k} missing");
     }
     assert!(v["text"].as_str().is_some_and(|t| !t.is_empty()));
     let reference = strata::reference::Reference::load(&model, Default::default()).unwrap();
-    assert_eq!(prompt, reference.tokenize("The capital of France is", true, true));
+    assert_eq!(
+        prompt,
+        reference.tokenize("The capital of France is", true, true)
+    );
     let (expected, _, _) = reference.greedy(&prompt, 32).unwrap();
-    assert_eq!(tokens, expected, "strata generate's greedy ids differ from llama.cpp's");
-    eprintln!("strata generate --json: {} tokens identical to llama.cpp: {:?}", tokens.len(), v["text"]);
+    assert_eq!(
+        tokens, expected,
+        "strata generate's greedy ids differ from llama.cpp's"
+    );
+    eprintln!(
+        "strata generate --json: {} tokens identical to llama.cpp: {:?}",
+        tokens.len(),
+        v["text"]
+    );
 }
 
 #[test]
 fn bad_arguments_fail_cleanly() {
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_strata")).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
     for args in [
         &["generate", "-m", "/nonexistent.gguf", "-p", "x"][..],
         &["generate", "-m", "/dev/null", "-p", "x"],

@@ -85,9 +85,13 @@ impl Config {
             Some("linear") => 1.0 / f32_or("rope.scaling.factor", 1.0)?,
             _ => 1.0,
         };
+        // From the embedding; a middle shard file has none, so fall back to
+        // the output head, then to the tokenizer's vocabulary.
         let n_vocab = file
             .tensor("token_embd.weight")
+            .or_else(|| file.tensor("output.weight"))
             .map(|t| t.n_rows() as usize)
+            .or_else(|| file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()))
             .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
         Ok(Config {
             arch: a.to_string(),

@@ -8,11 +8,12 @@ pub mod weights;
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use config::Config;
 
 use crate::gguf::GgufFile;
+use crate::shard::{digest, Digest, ShardInfo};
 use crate::kv_cache::KvCache;
 use crate::ops::{matmul, norm, Weight};
 use crate::tokenizer::Tokenizer;
@@ -79,6 +80,9 @@ pub struct Model {
     output: Option<Weight>,
     tokenizer: Tokenizer,
     pool: rayon::ThreadPool,
+    /// Set when the file is a shard file.
+    shard: Option<ShardInfo>,
+    digest: OnceLock<Digest>,
 }
 
 impl std::fmt::Debug for Model {
@@ -101,13 +105,25 @@ impl Model {
         let arch_name = file.get_str("general.architecture")?;
         let spec = arch::lookup(arch_name)?;
         let mut config = Config::from_gguf(&file, spec)?;
-        let layers = opts.layers.clone().unwrap_or(0..config.n_layer);
-        if layers.start >= layers.end || layers.end > config.n_layer {
+        let shard = ShardInfo::from_gguf(&file)?;
+        let available = shard.as_ref().map_or(0..config.n_layer, |s| s.layers.clone());
+        if shard.as_ref().is_some_and(|s| s.n_layer != config.n_layer) {
+            return Err(Error::Malformed {
+                offset: 0,
+                reason: "the shard's layer count disagrees with block_count".into(),
+            });
+        }
+        let layers = opts.layers.clone().unwrap_or(available.clone());
+        if layers.start >= layers.end || layers.start < available.start || layers.end > available.end {
             return Err(Error::invalid(
                 "layers",
                 format!(
-                    "range {}..{} is empty or outside the model's 0..{}",
-                    layers.start, layers.end, config.n_layer
+                    "range {}..{} is empty or outside the {} layers {}..{}",
+                    layers.start,
+                    layers.end,
+                    if shard.is_some() { "shard file's" } else { "model's" },
+                    available.start,
+                    available.end
                 ),
             ));
         }
@@ -154,7 +170,24 @@ impl Model {
             output,
             tokenizer,
             pool,
+            shard,
+            digest: OnceLock::new(),
         })
+    }
+
+    /// The model's identity digest. For a shard file, the parent model's
+    /// (recorded in the file); otherwise computed from the whole file once
+    /// (this reads every tensor) and kept.
+    pub fn digest(&self) -> Digest {
+        if let Some(s) = &self.shard {
+            return s.parent;
+        }
+        *self.digest.get_or_init(|| digest::model_digest(&self.file))
+    }
+
+    /// The shard description, when the model was loaded from a shard file.
+    pub fn shard_info(&self) -> Option<&ShardInfo> {
+        self.shard.as_ref()
     }
 
     pub fn config(&self) -> &Config {

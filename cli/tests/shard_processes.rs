@@ -1,0 +1,144 @@
+//! The shard pipeline as separate processes on loopback: three
+//! `strata shard serve` processes and a client give the same tokens as
+//! `strata generate`; killing the middle process mid-generation and starting
+//! a replacement, the client replays the session into it and finishes with
+//! the same tokens.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use strata::shard::transport::Pipeline;
+
+fn smollm2() -> PathBuf {
+    let dir = std::env::var_os("STRATA_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models"));
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    p
+}
+
+fn strata() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+}
+
+/// A serving process; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(file: &Path, listen: &str) -> Server {
+    let mut child = strata()
+        .args(["shard", "serve", "-t", "1", "--listen", listen, "-m"])
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start strata shard serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // "serving layers A..B of PATH on ADDR (model DIGEST)"
+    let addr = line
+        .split(" on ")
+        .last()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+        .to_string();
+    Server { child, addr }
+}
+
+fn split(dir: &Path) -> Vec<PathBuf> {
+    let out = strata().args(["split", "--shards", "3", "-o"]).arg(dir).arg("-m").arg(smollm2()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort_by_key(|p| {
+        let s = p.to_string_lossy().to_string();
+        s.split(".layers-").nth(1).and_then(|r| r.split('-').next()).and_then(|n| n.parse::<usize>().ok()).unwrap()
+    });
+    files
+}
+
+fn tokens_of(json: &[u8]) -> Vec<u32> {
+    let v: serde_json::Value = serde_json::from_slice(json).expect("JSON");
+    v["tokens"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+const PROMPT: &str = "The three most important inventions in history are";
+
+fn local_generate(n: usize) -> Vec<u32> {
+    let out = strata()
+        .args(["generate", "-p", PROMPT, "-n", &n.to_string(), "--temp", "0", "-t", "2", "--json", "-m"])
+        .arg(smollm2())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokens_of(&out.stdout)
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("strata-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn three_serve_processes_and_a_client_match_generate() {
+    let dir = tmpdir("procs");
+    let files = split(&dir);
+    let servers: Vec<Server> = files.iter().map(|f| serve(f, "127.0.0.1:0")).collect();
+    let route = servers.iter().map(|s| s.addr.clone()).collect::<Vec<_>>().join(",");
+    let out = strata()
+        .args(["generate", "-p", PROMPT, "-n", "24", "--temp", "0", "--json", "--route", &route, "-m"])
+        .arg(smollm2())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(tokens_of(&out.stdout), local_generate(24));
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killing_the_middle_node_and_replaying_gives_the_same_tokens() {
+    let dir = tmpdir("replay");
+    let files = split(&dir);
+    let mut servers: Vec<Server> = files.iter().map(|f| serve(f, "127.0.0.1:0")).collect();
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
+    let model = strata::Model::load(&files[0], &strata::LoadOptions { n_threads: Some(1), layers: None }).unwrap();
+    let prompt = model.tokenizer().encode(PROMPT, true, true).unwrap();
+    // Kill at generated token 11: the prompt must not end generation first.
+    let mut p = Pipeline::connect(&addrs, 42).unwrap();
+    let mut logits = p.forward_tokens(0, &prompt).unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..24 {
+        let t = strata::sampler::argmax(&logits);
+        tokens.push(t);
+        if model.tokenizer().is_eog(t) {
+            break;
+        }
+        if i == 11 {
+            // Mid-generation: the middle node dies; a replacement (a fresh
+            // process, empty caches) comes up at the same address.
+            let old = servers.remove(1);
+            let addr = old.addr.clone();
+            drop(old);
+            servers.insert(1, serve(&files[1], &addr));
+        }
+        if i < 23 {
+            logits = p.forward_tokens((prompt.len() + i) as u64, &[t]).unwrap();
+        }
+    }
+    assert_eq!(p.replays, 1, "the client replayed the session once");
+    assert_eq!(tokens, local_generate(24));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,219 @@
+//! Memory estimates and partition planning: how much a layer range needs
+//! before loading it, and which contiguous ranges to give a set of nodes so
+//! that each fits in memory and the slowest stage is as fast as possible.
+
+use std::ops::Range;
+
+use super::split::tensor_in_range;
+use crate::gguf::GgufFile;
+use crate::{Error, Result};
+
+/// Memory a shard needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Bytes of weights mapped (and paged in as they are used).
+    pub weight_bytes: u64,
+    /// KV cache bytes per position of context (f16 keys and values).
+    pub kv_bytes_per_token: u64,
+}
+
+impl MemoryEstimate {
+    /// Total for a context of `n_ctx` positions.
+    pub fn total(&self, n_ctx: usize) -> u64 {
+        self.weight_bytes + self.kv_bytes_per_token * n_ctx as u64
+    }
+}
+
+/// Per-layer costs of a model, read from its header only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCost {
+    pub n_layer: usize,
+    /// Weight bytes of each block.
+    pub layer_bytes: Vec<u64>,
+    /// Embedding bytes (first shard; also last when the head is tied).
+    pub embed_bytes: u64,
+    /// Output norm and head bytes (last shard; head excluded when tied).
+    pub head_bytes: u64,
+    pub tied: bool,
+    pub kv_bytes_per_token_per_layer: u64,
+}
+
+impl ModelCost {
+    pub fn from_gguf(file: &GgufFile) -> Result<ModelCost> {
+        let arch = file.get_str("general.architecture")?;
+        let key = |k: &str| format!("{arch}.{k}");
+        let n_layer = file.get_usize_max(&key("block_count"), 1 << 20)?;
+        let n_embd = file.get_usize_max(&key("embedding_length"), 1 << 24)? as u64;
+        let n_head = file.get_usize_max(&key("attention.head_count"), 1 << 20)?.max(1) as u64;
+        let n_kv = file.get(&key("attention.head_count_kv")).and_then(|v| v.as_u64()).unwrap_or(n_head);
+        let kd = file.get(&key("attention.key_length")).and_then(|v| v.as_u64()).unwrap_or(n_embd / n_head);
+        let vd = file.get(&key("attention.value_length")).and_then(|v| v.as_u64()).unwrap_or(kd);
+        let tied = file.tensor("output.weight").is_none();
+        let mut layer_bytes = vec![0u64; n_layer];
+        let (mut embed_bytes, mut head_bytes) = (0, 0);
+        for t in file.tensors() {
+            let all = 0..n_layer;
+            if t.name == "token_embd.weight" {
+                embed_bytes = t.size;
+            } else if tensor_in_range(&t.name, &(n_layer.saturating_sub(1)..n_layer), n_layer, tied) && !t.name.starts_with("blk.") {
+                head_bytes += t.size;
+            } else if let Some(i) = t.name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok()) {
+                if all.contains(&i) {
+                    layer_bytes[i] += t.size;
+                }
+            }
+        }
+        Ok(ModelCost {
+            n_layer,
+            layer_bytes,
+            embed_bytes,
+            head_bytes,
+            tied,
+            kv_bytes_per_token_per_layer: n_kv * (kd + vd) * 2,
+        })
+    }
+
+    /// Memory for the layer range `r`.
+    pub fn estimate(&self, r: &Range<usize>) -> MemoryEstimate {
+        let mut w: u64 = self.layer_bytes[r.clone()].iter().sum();
+        let (first, last) = (r.start == 0, r.end == self.n_layer);
+        if first || (last && self.tied) {
+            w += self.embed_bytes;
+        }
+        if last {
+            w += self.head_bytes;
+        }
+        MemoryEstimate {
+            weight_bytes: w,
+            kv_bytes_per_token: self.kv_bytes_per_token_per_layer * r.len() as u64,
+        }
+    }
+}
+
+/// A node offered to the planner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Memory available for the shard (bytes).
+    pub free_bytes: u64,
+    /// Relative speed: bytes of weights the node streams per second (decode
+    /// is bound by weight reads), any consistent unit.
+    pub speed: f64,
+}
+
+/// One node's part of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub node: String,
+    pub layers: Range<usize>,
+    pub memory: MemoryEstimate,
+    /// Weight bytes / speed: the stage's relative time per token.
+    pub stage_time: f64,
+}
+
+/// Contiguous ranges for `nodes`, in the given pipeline order, that fit each
+/// node's memory (weights plus a context of `n_ctx`) and minimise the
+/// slowest stage's time. Nodes may be left without layers.
+pub fn plan(cost: &ModelCost, nodes: &[NodeSpec], n_ctx: usize) -> Result<Vec<Assignment>> {
+    if nodes.is_empty() {
+        return Err(Error::invalid("nodes", "at least one node is needed"));
+    }
+    if let Some(n) = nodes.iter().find(|n| !(n.speed > 0.0 && n.speed.is_finite())) {
+        return Err(Error::invalid("speed", format!("node {} has speed {}", n.name, n.speed)));
+    }
+    // Greedy fill under a bound on stage time; binary search the bound.
+    let assign = |bound: f64| -> Option<Vec<Assignment>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for n in nodes {
+            if start == cost.n_layer {
+                break;
+            }
+            let mut end = start;
+            while end < cost.n_layer {
+                let m = cost.estimate(&(start..end + 1));
+                if m.total(n_ctx) > n.free_bytes || m.weight_bytes as f64 / n.speed > bound {
+                    break;
+                }
+                end += 1;
+            }
+            if end > start {
+                let m = cost.estimate(&(start..end));
+                out.push(Assignment {
+                    node: n.name.clone(),
+                    layers: start..end,
+                    memory: m,
+                    stage_time: m.weight_bytes as f64 / n.speed,
+                });
+                start = end;
+            }
+        }
+        (start == cost.n_layer).then_some(out)
+    };
+    let total: u64 = cost.estimate(&(0..cost.n_layer)).weight_bytes;
+    let slowest = nodes.iter().map(|n| n.speed).fold(f64::INFINITY, f64::min);
+    let (mut lo, mut hi) = (0.0, total as f64 / slowest * 1.0001 + 1.0);
+    let mut best = assign(hi).ok_or_else(|| {
+        Error::invalid("nodes", "the nodes' memory cannot hold the model with this context")
+    })?;
+    for _ in 0..64 {
+        let mid = (lo + hi) / 2.0;
+        match assign(mid) {
+            Some(p) => {
+                best = p;
+                hi = mid;
+            }
+            None => lo = mid,
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost() -> ModelCost {
+        ModelCost {
+            n_layer: 12,
+            layer_bytes: vec![100; 12],
+            embed_bytes: 50,
+            head_bytes: 10,
+            tied: true,
+            kv_bytes_per_token_per_layer: 1,
+        }
+    }
+
+    fn node(name: &str, free: u64, speed: f64) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            free_bytes: free,
+            speed,
+        }
+    }
+
+    #[test]
+    fn equal_nodes_get_equal_ranges() {
+        let p = plan(&cost(), &[node("a", 10_000, 1.0), node("b", 10_000, 1.0), node("c", 10_000, 1.0)], 0).unwrap();
+        let lens: Vec<usize> = p.iter().map(|a| a.layers.len()).collect();
+        assert_eq!(lens.iter().sum::<usize>(), 12);
+        assert!(lens.iter().all(|&l| (3..=5).contains(&l)), "{lens:?}");
+    }
+
+    #[test]
+    fn faster_node_gets_more_and_memory_is_respected() {
+        let p = plan(&cost(), &[node("fast", 10_000, 3.0), node("slow", 10_000, 1.0)], 0).unwrap();
+        assert!(p[0].layers.len() > p[1].layers.len());
+        let p = plan(&cost(), &[node("small", 360, 100.0), node("big", 10_000, 1.0)], 10).unwrap();
+        assert!(p[0].memory.total(10) <= 360);
+        assert!(plan(&cost(), &[node("tiny", 100, 1.0)], 0).is_err());
+    }
+
+    #[test]
+    fn estimate_counts_embedding_and_head() {
+        let c = cost();
+        assert_eq!(c.estimate(&(0..12)).weight_bytes, 1200 + 50 + 10);
+        assert_eq!(c.estimate(&(4..8)).weight_bytes, 400);
+        assert_eq!(c.estimate(&(4..8)).kv_bytes_per_token, 4);
+    }
+}
