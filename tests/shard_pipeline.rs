@@ -135,3 +135,62 @@ fn outputs_are_identical_across_threads_and_prompt_splits() {
     }
     eprintln!("{} prompt tokens: hop digests {:?}", p.len(), digests(&reference));
 }
+
+#[test]
+fn many_sessions_from_several_threads_match_serial_runs() {
+    let path = common::smollm2();
+    let node = Arc::new(node(&path, Some(0..30), 2));
+    let digest = node.digest();
+    let tok = node.model().tokenizer();
+    let prompts: Vec<Vec<u32>> = common::PROMPTS[..4].iter().map(|p| tok.encode(p, true, true).unwrap()).collect();
+    // Serial: each prompt in its own session, then 4 greedy steps.
+    let run = |node: &ShardNode, session: u64, p: &[u32]| -> Vec<Digest> {
+        let mut out = Vec::new();
+        let mut f = Frame::tokens(digest, session, 0, p);
+        let mut pos = p.len() as u64;
+        for _ in 0..4 {
+            let r = node.forward(&f).unwrap();
+            out.push(r.digest);
+            let t = strata::sampler::argmax(&r.frame.values().unwrap());
+            f = Frame::tokens(digest, session, pos, &[t]);
+            pos += 1;
+        }
+        node.close(session).unwrap();
+        out
+    };
+    let serial: Vec<Vec<Digest>> = prompts.iter().enumerate().map(|(i, p)| run(&node, i as u64, p)).collect();
+    let parallel: Vec<Vec<Digest>> = std::thread::scope(|s| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let node = Arc::clone(&node);
+                s.spawn(move || run(&node, 100 + i as u64, p))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(serial, parallel);
+    assert_eq!(node.n_sessions(), 0);
+}
+
+#[test]
+fn session_limits_and_bad_frames_leave_other_sessions_intact() {
+    let path = common::smollm2();
+    let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..10) }).unwrap();
+    let node = ShardNode::new(Arc::new(m), NodeLimits { max_sessions: 2, n_ctx: 8 }).unwrap();
+    let d = node.digest();
+    let first = node.forward(&Frame::tokens(d, 1, 0, &[1, 2, 3])).unwrap();
+    node.forward(&Frame::tokens(d, 2, 0, &[1])).unwrap();
+    assert!(matches!(node.forward(&Frame::tokens(d, 3, 0, &[1])), Err(strata::Error::TooManySessions { limit: 2 })));
+    assert!(matches!(node.forward(&Frame::tokens(d, 1, 3, &[1; 6])), Err(strata::Error::ContextFull { .. })));
+    assert!(matches!(node.forward(&Frame::tokens(d, 1, 9, &[1])), Err(strata::Error::FrameWrongPosition { .. })));
+    assert!(matches!(node.forward(&Frame::tokens(d, 1, 3, &[60_000])), Err(strata::Error::TokenOutOfRange { .. })));
+    assert!(matches!(node.forward(&Frame::tokens(Digest::of(b"x"), 1, 0, &[1])), Err(strata::Error::FrameWrongModel { .. })));
+    // Session 1 still holds its 3 positions and replays to the same bits.
+    assert_eq!(node.position(1), 3);
+    assert_eq!(node.forward(&Frame::tokens(d, 1, 0, &[1, 2, 3])).unwrap(), first);
+    node.truncate(1, 1).unwrap();
+    assert_eq!(node.position(1), 1);
+    assert!(matches!(node.close(9), Err(strata::Error::UnknownSession(9))));
+}
