@@ -5,6 +5,7 @@
 //! modules.
 
 pub mod error;
+pub mod ffi;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;
@@ -22,7 +23,7 @@ pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use generate::{Completion, GenerateParams, StopReason, Timings, TokenEvent, TokenStream};
-pub use model::{Input, LoadOptions, Logits, Model, Output};
+pub use model::{Input, LoadOptions, Logits, Model, Numerics, Output};
 pub use session::{Session, SessionOptions};
 
 /// The library's version (from Cargo.toml).

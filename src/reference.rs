@@ -38,6 +38,32 @@ fn reference_error(e: impl std::fmt::Display) -> Error {
     Error::invalid("llama.cpp reference", e.to_string())
 }
 
+/// Load a model with `use_extra_bufts = false`, which `llama-cpp-2`'s
+/// parameters do not expose: through the raw API, then handed to a
+/// [`LlamaModel`], which frees it on drop.
+fn load_without_repacking(path: &Path) -> Result<LlamaModel> {
+    backend()?;
+    let c_path = path
+        .to_str()
+        .and_then(|p| std::ffi::CString::new(p).ok())
+        .ok_or_else(|| reference_error(format!("path {} is not valid UTF-8", path.display())))?;
+    // SAFETY: plain C calls with a valid NUL-terminated path and parameters
+    // from llama.cpp's own defaults; the backend is initialised above.
+    let raw = unsafe {
+        let mut params = llama_cpp_sys_2::llama_model_default_params();
+        params.use_extra_bufts = false;
+        llama_cpp_sys_2::llama_model_load_from_file(c_path.as_ptr(), params)
+    };
+    let raw = std::ptr::NonNull::new(raw)
+        .ok_or_else(|| reference_error(format!("llama.cpp could not load {}", path.display())))?;
+    // SAFETY: `LlamaModel` is `#[repr(transparent)]` over a non-null
+    // `llama_model` pointer in llama-cpp-2 =0.1.160 (pinned in Cargo.toml),
+    // and owns it: it is freed exactly once, when the `LlamaModel` drops.
+    Ok(unsafe {
+        std::mem::transmute::<std::ptr::NonNull<llama_cpp_sys_2::llama_model>, LlamaModel>(raw)
+    })
+}
+
 /// Context settings for the reference.
 #[derive(Debug, Clone)]
 pub struct RefOptions {
@@ -45,6 +71,13 @@ pub struct RefOptions {
     pub n_ctx: u32,
     /// Use llama.cpp's fused flash-attention kernel (its default on CPU).
     pub flash_attention: bool,
+    /// Let llama.cpp repack weights into its interleaved CPU layouts (its
+    /// default, `llama_model_params.use_extra_bufts`). With AVX2 it repacks
+    /// Q4_0 and Q4_K matrices and multiplies them with other kernels, whose
+    /// summation order and activation quantization differ from the
+    /// reference dot products Strata follows; turn it off for bit-level
+    /// comparisons of models with such tensors.
+    pub repack_weights: bool,
 }
 
 impl Default for RefOptions {
@@ -53,6 +86,7 @@ impl Default for RefOptions {
             n_threads: 2,
             n_ctx: 2048,
             flash_attention: false,
+            repack_weights: true,
         }
     }
 }
@@ -74,8 +108,12 @@ pub struct RefTimings {
 
 impl Reference {
     pub fn load(path: impl AsRef<Path>, opts: RefOptions) -> Result<Reference> {
-        let model = LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
-            .map_err(reference_error)?;
+        let model = if opts.repack_weights {
+            LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
+                .map_err(reference_error)?
+        } else {
+            load_without_repacking(path.as_ref())?
+        };
         Ok(Reference { model, opts })
     }
 

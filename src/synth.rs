@@ -1,6 +1,8 @@
-//! Synthetic models: GGUF files of any llama shape and weight type, filled
-//! with seeded random weights. Unit tests use them (no download needed) and
-//! speed work uses them for shapes no real model here has.
+//! Synthetic models: GGUF files of any shape and weight type of the
+//! supported architectures (`llama`, `qwen2`, `qwen3`, `gemma3`), filled
+//! with seeded random weights. Unit tests use them (no download needed),
+//! parity tests run them through llama.cpp for the families no real model
+//! here has, and speed work uses them for shapes no real model here has.
 //!
 //! The tokenizer is copied from a real model when one is given; otherwise a
 //! minimal byte-level BPE vocabulary is written (256 byte tokens, BOS, EOS,
@@ -10,9 +12,13 @@ use crate::gguf::{GgufFile, GgufWriter, TensorData, Value, ValueType};
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
 
-/// Shape and types of a synthetic llama-architecture model.
+/// Shape and types of a synthetic model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthSpec {
+    /// `general.architecture`, a name in the architecture registry. The
+    /// family's block decides the extra tensors written (per-head Q/K
+    /// norms, post-attention and post-MLP norms).
+    pub arch: String,
     pub n_layer: usize,
     pub n_embd: usize,
     pub n_ff: usize,
@@ -29,12 +35,20 @@ pub struct SynthSpec {
     /// Write a separate `output.weight` instead of tying it to the embedding.
     pub separate_output: bool,
     pub seed: u64,
+    /// Length of a query/key/value head (`{arch}.attention.key_length` and
+    /// `value_length`); `None`: `n_embd / n_head`, keys not written.
+    pub head_dim: Option<usize>,
+    /// Write `blk.N.attn_{q,k,v}.bias` (as Qwen 2 has).
+    pub qkv_bias: bool,
+    /// `{arch}.attention.sliding_window` (for the families that read it).
+    pub sliding_window: Option<usize>,
 }
 
 impl SynthSpec {
     /// A tiny model for unit tests: 2 layers, width 64.
     pub fn tiny(weight_type: GgmlType) -> SynthSpec {
         SynthSpec {
+            arch: "llama".into(),
             n_layer: 2,
             n_embd: 64,
             n_ff: 128,
@@ -47,7 +61,27 @@ impl SynthSpec {
             embedding_type: GgmlType::Q8_0,
             separate_output: false,
             seed: 1,
+            head_dim: None,
+            qkv_bias: false,
+            sliding_window: None,
         }
+    }
+
+    /// [`tiny`](Self::tiny) for architecture `arch`, with what the family
+    /// has beyond the Llama block: Q/K/V biases for `qwen2`; a sliding
+    /// window of 8 positions for `gemma3`.
+    pub fn tiny_arch(arch: &str, weight_type: GgmlType) -> SynthSpec {
+        SynthSpec {
+            arch: arch.to_string(),
+            qkv_bias: arch == "qwen2",
+            sliding_window: (arch == "gemma3").then_some(8),
+            ..SynthSpec::tiny(weight_type)
+        }
+    }
+
+    /// Length of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.n_embd / self.n_head.max(1))
     }
 
     fn validate(&self) -> Result<()> {
@@ -62,7 +96,9 @@ impl SynthSpec {
                 self.n_layer, self.n_head, self.n_head_kv
             ));
         }
-        if self.n_embd % self.n_head != 0 || (self.n_embd / self.n_head) % 2 != 0 {
+        crate::model::arch::lookup(&self.arch)?;
+        let hd = self.head_dim();
+        if (self.head_dim.is_none() && self.n_embd % self.n_head != 0) || hd == 0 || hd % 2 != 0 {
             return bad(format!(
                 "width {} does not split into {} even heads",
                 self.n_embd, self.n_head
@@ -71,6 +107,7 @@ impl SynthSpec {
         for (what, ty, n) in [
             ("weight_type", self.weight_type, self.n_embd),
             ("weight_type", self.weight_type, self.n_ff),
+            ("weight_type", self.weight_type, self.n_head * hd),
             ("embedding_type", self.embedding_type, self.n_embd),
         ] {
             if n % ty.block_size() != 0 {
@@ -180,8 +217,9 @@ pub fn synth_model(
     tokenizer_from: Option<&GgufFile>,
 ) -> Result<GgufWriter<'static>> {
     spec.validate()?;
+    let block = crate::model::arch::lookup(&spec.arch)?.block;
     let mut w = GgufWriter::new();
-    let a = "llama";
+    let a = spec.arch.as_str();
     w.set("general.architecture", Value::String(a.into()));
     w.set("general.name", Value::String("strata-synthetic".into()));
     let u = |v: usize| Value::U32(v as u32);
@@ -196,6 +234,13 @@ pub fn synth_model(
         format!("{a}.attention.layer_norm_rms_epsilon"),
         Value::F32(1e-5),
     );
+    if let Some(hd) = spec.head_dim {
+        w.set(format!("{a}.attention.key_length"), u(hd));
+        w.set(format!("{a}.attention.value_length"), u(hd));
+    }
+    if let Some(n) = spec.sliding_window {
+        w.set(format!("{a}.attention.sliding_window"), u(n));
+    }
     let n_vocab = match tokenizer_from {
         Some(src) => {
             for (k, v) in src.metadata() {
@@ -233,8 +278,8 @@ pub fn synth_model(
 
     let mut rng = Rng(spec.seed);
     let (e, f) = (spec.n_embd, spec.n_ff);
-    let hd = e / spec.n_head;
-    let kv = spec.n_head_kv * hd;
+    let hd = spec.head_dim();
+    let (q, kv) = (spec.n_head * hd, spec.n_head_kv * hd);
     let amp = 1.0 / (e as f32).sqrt();
     let mut add = |w: &mut GgufWriter,
                    name: String,
@@ -263,10 +308,10 @@ pub fn synth_model(
         let p = |s: &str| format!("blk.{i}.{s}.weight");
         let wt = spec.weight_type;
         add(&mut w, p("attn_norm"), GgmlType::F32, e, 1, 0.0)?;
-        add(&mut w, p("attn_q"), wt, e, e, amp)?;
+        add(&mut w, p("attn_q"), wt, e, q, amp)?;
         add(&mut w, p("attn_k"), wt, e, kv, amp)?;
         add(&mut w, p("attn_v"), wt, e, kv, amp)?;
-        add(&mut w, p("attn_output"), wt, e, e, amp)?;
+        add(&mut w, p("attn_output"), wt, q, e, 1.0 / (q as f32).sqrt())?;
         add(&mut w, p("ffn_norm"), GgmlType::F32, e, 1, 0.0)?;
         add(&mut w, p("ffn_gate"), wt, e, f, amp)?;
         add(&mut w, p("ffn_up"), wt, e, f, amp)?;
@@ -302,5 +347,30 @@ pub fn synth_model(
         ones(&mut w, format!("blk.{i}.ffn_norm.weight"))?;
     }
     ones(&mut w, "output_norm.weight".into())?;
+
+    // The family's extra tensors (drawn after all of the above, so a llama
+    // model's bytes do not depend on them).
+    let mut extra = |w: &mut GgufWriter, name: String, n: usize, base: f32, amp: f32| {
+        let v: Vec<u8> = (0..n)
+            .flat_map(|_| (base + amp * rng.uniform()).to_le_bytes())
+            .collect();
+        w.add_tensor(name, GgmlType::F32, &[n as u64], TensorData::Owned(v))
+    };
+    for i in 0..spec.n_layer {
+        let p = |s: &str| format!("blk.{i}.{s}");
+        if spec.qkv_bias {
+            extra(&mut w, p("attn_q.bias"), q, 0.0, 0.5)?;
+            extra(&mut w, p("attn_k.bias"), kv, 0.0, 0.5)?;
+            extra(&mut w, p("attn_v.bias"), kv, 0.0, 0.5)?;
+        }
+        if block.qk_norm {
+            extra(&mut w, p("attn_q_norm.weight"), hd, 1.0, 0.1)?;
+            extra(&mut w, p("attn_k_norm.weight"), hd, 1.0, 0.1)?;
+        }
+        if block.post_norms {
+            extra(&mut w, p("post_attention_norm.weight"), e, 1.0, 0.1)?;
+            extra(&mut w, p("post_ffw_norm.weight"), e, 1.0, 0.1)?;
+        }
+    }
     Ok(w)
 }

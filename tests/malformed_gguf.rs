@@ -17,8 +17,7 @@ fn try_load(bytes: Vec<u8>) -> Result<(), strata::Error> {
         file,
         &LoadOptions {
             n_threads: Some(1),
-            layers: None,
-        },
+            layers: None, ..Default::default()},
     )
     .map(|_| ())
 }

@@ -6,7 +6,7 @@ use strata::gguf::GgufFile;
 use strata::model::{Input, Logits, Output};
 use strata::quant::GgmlType;
 use strata::synth::{synth_model, SynthSpec};
-use strata::{Error, GenerateParams, LoadOptions, Model, Session, SessionOptions};
+use strata::{Error, GenerateParams, LoadOptions, Model, Numerics, Session, SessionOptions};
 
 fn tiny(ty: GgmlType, threads: usize) -> Arc<Model> {
     let mut spec = SynthSpec::tiny(ty);
@@ -23,6 +23,8 @@ fn tiny(ty: GgmlType, threads: usize) -> Arc<Model> {
             &LoadOptions {
                 n_threads: Some(threads),
                 layers: None,
+                // Batch invariance is what these tests check.
+                numerics: Numerics::BatchInvariant,
             },
         )
         .unwrap(),
@@ -93,6 +95,7 @@ fn shard_chain_equals_whole_model() {
             &LoadOptions {
                 n_threads: Some(2),
                 layers,
+                ..Default::default()
             },
         )
         .unwrap()
@@ -154,8 +157,7 @@ fn clear_errors_for_bad_input() {
         ),
         &LoadOptions {
             n_threads: Some(1),
-            layers: Some(1..5),
-        },
+            layers: Some(1..5), ..Default::default()},
     );
     assert!(matches!(bad_range, Err(Error::InvalidParameter { .. })));
 }

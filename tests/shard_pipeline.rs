@@ -9,10 +9,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use strata::shard::{self, Digest, Frame, NodeLimits, ShardNode};
-use strata::{LoadOptions, Model, Session, SessionOptions};
+use strata::{LoadOptions, Model, Numerics, Session, SessionOptions};
 
 fn node(path: &std::path::Path, layers: Option<Range<usize>>, threads: usize) -> ShardNode {
-    let m = Model::load(path, &LoadOptions { n_threads: Some(threads), layers }).unwrap();
+    let m = Model::load(path, &LoadOptions { n_threads: Some(threads), layers, numerics: Numerics::BatchInvariant }).unwrap();
     ShardNode::new(Arc::new(m), NodeLimits { max_sessions: 4, n_ctx: 256 }).unwrap()
 }
 
@@ -47,7 +47,7 @@ fn pipeline_greedy(nodes: &[ShardNode], digest: Digest, prompt: &[u32], n: usize
 }
 
 fn whole_greedy(path: &std::path::Path, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
-    let m = Arc::new(Model::load(path, &LoadOptions { n_threads: Some(2), layers: None }).unwrap());
+    let m = Arc::new(Model::load(path, &LoadOptions { n_threads: Some(2), layers: None, ..Default::default()}).unwrap());
     let mut s = Session::new(m, &SessionOptions { n_ctx: Some(256) }).unwrap();
     let mut logits = s.feed(prompt).unwrap();
     let mut tokens = Vec::new();
@@ -62,7 +62,7 @@ fn whole_greedy(path: &std::path::Path, prompt: &[u32], n: usize) -> (Vec<u32>, 
 }
 
 fn prompt(path: &std::path::Path) -> Vec<u32> {
-    let m = Model::load(path, &LoadOptions { n_threads: Some(1), layers: Some(0..1) }).unwrap();
+    let m = Model::load(path, &LoadOptions { n_threads: Some(1), layers: Some(0..1), ..Default::default()}).unwrap();
     m.tokenizer().encode("The history of the printing press begins", true, true).unwrap()
 }
 
@@ -96,7 +96,7 @@ fn three_shards_from_ranges_and_from_files_match_the_whole_model() {
     assert_eq!(tokens, want_tokens);
     assert!(logits.iter().zip(&want_logits).all(|(a, b)| a.to_bits() == b.to_bits()));
     // A range outside a shard file is refused.
-    assert!(Model::load(&files[1], &LoadOptions { n_threads: Some(1), layers: Some(0..10) }).is_err());
+    assert!(Model::load(&files[1], &LoadOptions { n_threads: Some(1), layers: Some(0..10), ..Default::default()}).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -119,7 +119,7 @@ fn hop_bytes(nodes: &[ShardNode], digest: Digest, session: u64, prompt: &[u32], 
 fn outputs_are_identical_across_threads_and_prompt_splits() {
     let path = common::smollm2();
     let p: Vec<u32> = {
-        let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..1) }).unwrap();
+        let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..1), ..Default::default()}).unwrap();
         m.tokenizer()
             .encode("Determinism lets redundant nodes verify each other by comparing digests of their outputs.", true, true)
             .unwrap()
@@ -177,7 +177,7 @@ fn many_sessions_from_several_threads_match_serial_runs() {
 #[test]
 fn session_limits_and_bad_frames_leave_other_sessions_intact() {
     let path = common::smollm2();
-    let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..10) }).unwrap();
+    let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..10), ..Default::default()}).unwrap();
     let node = ShardNode::new(Arc::new(m), NodeLimits { max_sessions: 2, n_ctx: 8 }).unwrap();
     let d = node.digest();
     let first = node.forward(&Frame::tokens(d, 1, 0, &[1, 2, 3])).unwrap();

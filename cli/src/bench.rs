@@ -102,8 +102,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
             &path,
             &strata::LoadOptions {
                 n_threads: Some(threads),
-                layers: None,
-            },
+                layers: None, ..Default::default()},
         )
         .map_err(|e| e.to_string())?,
     );
@@ -165,6 +164,7 @@ fn reference(path: &std::path::Path, threads: usize, n_ctx: usize) -> Result<Ref
         n_threads: threads,
         n_ctx: n_ctx as u32,
         flash_attention: true,
+        ..Default::default()
     };
     strata::reference::Reference::load(path, opts)
         .map(Ref)

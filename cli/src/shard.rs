@@ -137,7 +137,14 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
         }
         None => None,
     };
-    let model = Model::load(&path, &LoadOptions { n_threads: a.get("threads")?, layers }).map_err(e)?;
+    // Shards serve batch-invariant results: the same bits however a client
+    // splits its prompt, so replays and redundant nodes agree.
+    let opts = LoadOptions {
+        n_threads: a.get("threads")?,
+        layers,
+        numerics: strata::Numerics::BatchInvariant,
+    };
+    let model = Model::load(&path, &opts).map_err(e)?;
     let limits = NodeLimits {
         max_sessions: a.get("max-sessions")?.unwrap_or(64),
         n_ctx: a.get("ctx-size")?.unwrap_or(4096),

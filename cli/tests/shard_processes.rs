@@ -114,7 +114,7 @@ fn killing_the_middle_node_and_replaying_gives_the_same_tokens() {
     let files = split(&dir);
     let mut servers: Vec<Server> = files.iter().map(|f| serve(f, "127.0.0.1:0")).collect();
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
-    let model = strata::Model::load(&files[0], &strata::LoadOptions { n_threads: Some(1), layers: None }).unwrap();
+    let model = strata::Model::load(&files[0], &strata::LoadOptions { n_threads: Some(1), layers: None, ..Default::default()}).unwrap();
     let prompt = model.tokenizer().encode(PROMPT, true, true).unwrap();
     // Kill at generated token 11: the prompt must not end generation first.
     let mut p = Pipeline::connect(&addrs, 42).unwrap();

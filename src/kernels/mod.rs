@@ -1,12 +1,31 @@
-//! Row dot-product kernels chosen once per CPU at run time.
+//! Row dot-product kernels, chosen once per CPU at run time.
 //!
-//! Today every kernel is the scalar reference of [`crate::quant`] compiled
-//! twice: once for the baseline target and once with AVX2, FMA and F16C
-//! enabled (x86-64), where the reference's fused multiply-adds become single
-//! instructions instead of library calls and the compiler may vectorise the
-//! integer loops. Both builds run the same operations in the same order, and
-//! a fused multiply-add is exactly rounded either way, so they return
-//! identical bits (tested below and by the model tests).
+//! A [`RowDot`] computes `w[r] · a` for one or more consecutive weight rows
+//! `w[r]` and one activation row `a` already quantized to the weight type's
+//! dot format ([`crate::quant::vec_dot_type`]). Kernels come at these levels
+//! ([`Isa`]):
+//!
+//! - `Scalar`: the reference of [`crate::quant`] (`BlockFormat::vec_dot`).
+//! - `ScalarAvx2`: the same reference compiled with AVX2, FMA and F16C
+//!   enabled; the fallback for types without hand-written kernels.
+//! - `Avx2` and `Avx512Vnni` ([`x86`]): hand-written `std::arch` kernels for
+//!   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16, BF16 and F32.
+//! - `Neon` ([`neon`], aarch64): hand-written kernels for the 32-value
+//!   formats.
+//!
+//! Every kernel returns the same bits as the scalar reference, on every
+//! input, because it does the same arithmetic: the integer sums of a block
+//! are exact however they are formed (each kernel keeps them exact even for
+//! quants of −128), and the float part is done in the reference's order —
+//! the same eight accumulator lanes holding the same integers, one fused
+//! multiply-add per block per lane in block order, the same horizontal
+//! reduction and the same extra terms. Tests in `tests.rs` check this for
+//! every type and every level the machine has, on random and real rows.
+//!
+//! `STRATA_FORCE_SCALAR=1` (read once per process) makes [`row_dot`] hand
+//! out the scalar reference.
+
+use std::sync::OnceLock;
 
 use crate::quant::{
     cast_blocks, dispatch::with_block, BlockFormat, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0,
@@ -14,123 +33,238 @@ use crate::quant::{
     BF16, F16, F32,
 };
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 /// The instruction-set level a kernel was built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
     /// Portable code (the scalar reference).
     Scalar,
-    /// x86-64 with AVX2, FMA and F16C.
+    /// The scalar reference compiled for x86-64 with AVX2, FMA and F16C.
+    ScalarAvx2,
+    /// Hand-written x86-64 kernels: AVX2, FMA and F16C (`vpmaddubsw`).
     Avx2,
+    /// Hand-written x86-64 kernels: AVX-512 F/BW/VL and VNNI (`vpdpbusd`),
+    /// on 256-bit vectors.
+    Avx512Vnni,
+    /// Hand-written aarch64 kernels (Advanced SIMD).
+    Neon,
 }
 
-/// Dot product of one weight row and one activation row of matching sizes.
+impl Isa {
+    /// Every level, fastest first (the order [`row_dot`] tries them in).
+    pub const ALL: [Isa; 5] = [
+        Isa::Avx512Vnni,
+        Isa::Avx2,
+        Isa::Neon,
+        Isa::ScalarAvx2,
+        Isa::Scalar,
+    ];
+
+    /// Short name, as used in benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::ScalarAvx2 => "scalar-avx2",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this CPU can run kernels built for this level.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::ScalarAvx2 | Isa::Avx2 => {
+                std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                Isa::Avx2.is_available()
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `out[r] = w[r] · a` for `out.len()` consecutive weight rows in `w`.
+type RowsFn = unsafe fn(&[u8], &[u8], &mut [f32]);
+
+/// Dot products of weight rows with one activation row, for one weight type.
 #[derive(Clone, Copy)]
 pub struct RowDot {
-    f: unsafe fn(&[u8], &[u8]) -> f32,
+    f: RowsFn,
     pub isa: Isa,
 }
 
+impl std::fmt::Debug for RowDot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowDot({})", self.isa)
+    }
+}
+
 impl RowDot {
-    /// `w` must hold whole weight blocks and `a` the matching activation
-    /// blocks (checked; a mismatch yields NaN, never out-of-bounds access).
+    /// Dot product of one weight row `w` with the activation row `a` (the
+    /// same number of values; a mismatch yields NaN, never out-of-bounds
+    /// access).
     #[inline]
     pub fn dot(&self, w: &[u8], a: &[u8]) -> f32 {
-        // SAFETY: `f` was chosen by `row_dot`, which only hands out a
-        // feature-gated kernel after detecting the features on this CPU.
-        unsafe { (self.f)(w, a) }
+        let mut out = [0f32];
+        self.dot_rows(w, a, &mut out);
+        out[0]
+    }
+
+    /// `out[r] = w[r] · a` where `w` holds `out.len()` consecutive weight
+    /// rows, each as long (in values) as `a`. Faster than one [`RowDot::dot`]
+    /// per row: the kernels work on four rows at a time, sharing the
+    /// activation loads and overlapping the rows' dependency chains. Each
+    /// result has the same bits as [`RowDot::dot`] of its row. On a size
+    /// mismatch every output is NaN.
+    #[inline]
+    pub fn dot_rows(&self, w: &[u8], a: &[u8], out: &mut [f32]) {
+        // SAFETY: `f` was chosen by `row_dot_for`, which only hands out a
+        // kernel after detecting the features it was compiled for on this
+        // CPU; the kernels check all sizes themselves.
+        unsafe { (self.f)(w, a, out) }
     }
 }
 
-#[inline(always)]
-fn dot_blocks<B: BlockFormat>(w: &[u8], a: &[u8]) -> f32 {
-    match (cast_blocks::<B>(w), cast_blocks::<B::Dot>(a)) {
-        (Some(wb), Some(ab)) if wb.len() * B::BLOCK_SIZE == ab.len() * <B::Dot as BlockFormat>::BLOCK_SIZE => {
-            B::vec_dot(wb, ab)
+/// A dot-product kernel over rows of blocks, compiled into each level's
+/// entry point through [`rows`].
+pub(crate) trait Kernel {
+    /// The weight block format.
+    type W: BlockFormat;
+
+    /// `w[r] · a` for `N` rows.
+    ///
+    /// # Safety
+    /// The CPU supports the features the caller was compiled for (the
+    /// kernel's level), and every `w[r]` holds exactly as many values as `a`.
+    unsafe fn dot<const N: usize>(
+        w: [&[Self::W]; N],
+        a: &[<Self::W as BlockFormat>::Dot],
+    ) -> [f32; N];
+}
+
+/// The scalar reference as a [`Kernel`].
+pub(crate) struct Reference<B>(std::marker::PhantomData<B>);
+
+impl<B: BlockFormat> Kernel for Reference<B> {
+    type W = B;
+
+    #[inline(always)]
+    unsafe fn dot<const N: usize>(w: [&[B]; N], a: &[B::Dot]) -> [f32; N] {
+        let mut out = [0f32; N];
+        for r in 0..N {
+            out[r] = B::vec_dot(w[r], a);
         }
-        _ => f32::NAN,
+        out
     }
 }
 
-fn dot_scalar<B: BlockFormat>(w: &[u8], a: &[u8]) -> f32 {
-    dot_blocks::<B>(w, a)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_avx2<B: BlockFormat>(w: &[u8], a: &[u8]) -> f32 {
-    dot_blocks::<B>(w, a)
-}
-
-/// Whether this CPU runs the AVX2 build.
-pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-            && std::env::var_os("STRATA_FORCE_SCALAR").is_none()
+/// Checks the sizes, then runs `K` on groups of four rows and the rest one
+/// by one. Meant to be inlined into a `#[target_feature]` entry point so
+/// that the kernel is compiled for that level.
+///
+/// # Safety
+/// The CPU supports the features of the level `K` was written for.
+#[inline(always)]
+pub(crate) unsafe fn rows<K: Kernel>(w: &[u8], a: &[u8], out: &mut [f32]) {
+    type Dot<K> = <<K as Kernel>::W as BlockFormat>::Dot;
+    let n = out.len();
+    let (Some(wb), Some(ab)) = (cast_blocks::<K::W>(w), cast_blocks::<Dot<K>>(a)) else {
+        out.fill(f32::NAN);
+        return;
+    };
+    if n == 0 || wb.len() % n != 0 {
+        out.fill(f32::NAN);
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    let nb = wb.len() / n;
+    if nb * K::W::BLOCK_SIZE != ab.len() * Dot::<K>::BLOCK_SIZE {
+        out.fill(f32::NAN);
+        return;
+    }
+    let mut rows = wb.chunks_exact(nb);
+    let mut outs = out.chunks_exact_mut(4);
+    for o in &mut outs {
+        let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        else {
+            unreachable!("one row per output");
+        };
+        // SAFETY: every row holds `nb` blocks, as many values as `a`; the
+        // features are the caller's promise.
+        o.copy_from_slice(&unsafe { K::dot::<4>([w0, w1, w2, w3], ab) });
+    }
+    for (o, w1) in outs.into_remainder().iter_mut().zip(rows) {
+        // SAFETY: as above.
+        *o = unsafe { K::dot::<1>([w1], ab) }[0];
     }
 }
 
-/// The fastest row kernel for weight type `ty` on this CPU, or `None` for a
-/// type without a dot product.
+/// The portable reference.
+fn rows_scalar<B: BlockFormat>(w: &[u8], a: &[u8], out: &mut [f32]) {
+    // SAFETY: the reference needs no CPU features.
+    unsafe { rows::<Reference<B>>(w, a, out) }
+}
+
+/// Whether `STRATA_FORCE_SCALAR` is set (read once).
+fn force_scalar() -> bool {
+    static FORCE: OnceLock<bool> = OnceLock::new();
+    *FORCE.get_or_init(|| std::env::var_os("STRATA_FORCE_SCALAR").is_some())
+}
+
+/// The fastest row kernel for weight type `ty` on this CPU (the scalar
+/// reference if `STRATA_FORCE_SCALAR` is set), or `None` for a type without
+/// a dot product.
 pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
-    row_dot_for(ty, if has_avx2() { Isa::Avx2 } else { Isa::Scalar })
+    if force_scalar() {
+        return row_dot_for(ty, Isa::Scalar);
+    }
+    Isa::ALL.iter().find_map(|&isa| row_dot_for(ty, isa))
 }
 
-/// The row kernel for `ty` built for `isa` (which must be supported by this
-/// CPU; `None` otherwise).
+/// The row kernel for `ty` built for `isa`; `None` if this CPU lacks the
+/// level or the level has no kernel for `ty`.
 pub fn row_dot_for(ty: GgmlType, isa: Isa) -> Option<RowDot> {
-    let f: unsafe fn(&[u8], &[u8]) -> f32 = match isa {
-        Isa::Scalar => with_block!(ty, B => dot_scalar::<B>, _ => return None),
+    if !isa.is_available() {
+        return None;
+    }
+    let f: RowsFn = match isa {
+        Isa::Scalar => with_block!(ty, B => rows_scalar::<B>, _ => return None),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if has_avx2() => with_block!(ty, B => dot_avx2::<B>, _ => return None),
+        Isa::ScalarAvx2 => with_block!(ty, B => x86::rows_reference::<B>, _ => return None),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::avx2(ty)?,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => x86::avx512vnni(ty)?,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::neon(ty)?,
+        #[allow(unreachable_patterns)]
         _ => return None,
     };
     Some(RowDot { f, isa })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::quant;
-
-    #[test]
-    fn every_build_matches_the_scalar_reference_bit_for_bit() {
-        let n = 512;
-        let mut state = 42u64;
-        let mut rnd = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        };
-        let x: Vec<f32> = (0..n).map(|_| rnd()).collect();
-        let w: Vec<f32> = (0..n).map(|_| rnd()).collect();
-        for ty in [
-            GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
-            GgmlType::Q5_1, GgmlType::Q8_0,
-        ] {
-            let at = quant::vec_dot_type(ty);
-            let mut wq = vec![0u8; ty.row_bytes(n as u64).unwrap() as usize];
-            let mut aq = vec![0u8; at.row_bytes(n as u64).unwrap() as usize];
-            quant::quantize(ty, &w, &mut wq).unwrap();
-            quant::quantize(at, &x, &mut aq).unwrap();
-            let reference = quant::vec_dot(ty, n, &wq, &aq);
-            for isa in [Isa::Scalar, Isa::Avx2] {
-                if let Some(k) = row_dot_for(ty, isa) {
-                    assert_eq!(k.dot(&wq, &aq).to_bits(), reference.to_bits(), "{ty} {isa:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn mismatched_sizes_give_nan() {
-        let k = row_dot(GgmlType::Q8_0).unwrap();
-        assert!(k.dot(&[0u8; 34], &[0u8; 68]).is_nan());
-        assert!(k.dot(&[0u8; 33], &[0u8; 34]).is_nan());
-    }
 }

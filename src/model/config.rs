@@ -1,7 +1,9 @@
 //! Hyperparameters read from GGUF metadata. Each field says which key it
-//! comes from and the default llama.cpp uses when the key is absent.
+//! comes from and the default llama.cpp uses when the key is absent. Keys
+//! common to every architecture are read here; a family reads its own in
+//! its `hparams` function (see [`super::arch`]).
 
-use super::arch::ArchSpec;
+use super::arch::{ArchSpec, BlockSpec};
 use crate::gguf::GgufFile;
 use crate::ops::rope::Rope;
 use crate::{Error, Result};
@@ -9,11 +11,25 @@ use crate::{Error, Result};
 /// Largest width, head count or layer count accepted from a file.
 const MAX_DIM: u64 = 1 << 20;
 
+/// How the attention scores are scaled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttnScale {
+    /// `q·k` is multiplied by this (llama.cpp's `kq_scale`, usually
+    /// `1/sqrt(head_dim_k)`).
+    Scores(f32),
+    /// The queries are multiplied by this after RoPE, and `q·k` is not
+    /// scaled (Gemma's `ggml_scale(Q)`; the result differs from scaling
+    /// the scores in rounding, since the queries are rounded to f16).
+    Queries(f32),
+}
+
 /// Model hyperparameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `general.architecture`.
     pub arch: String,
+    /// The block layout of the architecture (which norms, which MLP).
+    pub block: BlockSpec,
     /// `{arch}.block_count`.
     pub n_layer: usize,
     /// `{arch}.embedding_length`.
@@ -34,27 +50,94 @@ pub struct Config {
     pub n_ctx_train: usize,
     /// `{arch}.attention.layer_norm_rms_epsilon`; default 1e-5.
     pub rms_eps: f32,
-    /// Layout from the architecture; `{arch}.rope.dimension_count` (default
-    /// `head_dim_k`), `{arch}.rope.freq_base` (default 10000),
-    /// `{arch}.rope.scaling.factor` with type `linear` (default none).
+    /// RoPE of the global-attention layers. Layout from the architecture;
+    /// `{arch}.rope.dimension_count` (default `head_dim_k`),
+    /// `{arch}.rope.freq_base` (default from the architecture),
+    /// `{arch}.rope.scaling.factor` unless `{arch}.rope.scaling.type` is
+    /// other than `linear` (default none).
     pub rope: Rope,
+    /// Attention score scaling; default `Scores(1/sqrt(head_dim_k))`.
+    pub attn_scale: AttnScale,
+    /// Token embeddings are multiplied by this (Gemma: `sqrt(n_embd)`);
+    /// default none.
+    pub embd_scale: Option<f32>,
+    /// `{arch}.final_logit_softcapping`: logits become
+    /// `cap * tanh(logit / cap)`; default none.
+    pub final_logit_softcap: Option<f32>,
+    /// Sliding-window attention (`{arch}.attention.sliding_window`, for the
+    /// families that use it); default none.
+    pub swa: Option<SlidingWindow>,
+}
+
+/// Interleaved sliding-window and global attention layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingWindow {
+    /// Positions a sliding layer attends to (its own included).
+    pub window: usize,
+    /// Per layer: whether it is a sliding-window layer.
+    pub layers: Vec<bool>,
+    /// RoPE of the sliding layers (their own base, no scaling).
+    pub rope: Rope,
+}
+
+/// The attention settings of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerAttention<'a> {
+    pub rope: &'a Rope,
+    /// `Some(n)`: attend only to the last `n` positions.
+    pub window: Option<usize>,
+}
+
+/// Typed access to `{arch}.*` metadata keys.
+pub struct Hparams<'a> {
+    pub file: &'a GgufFile,
+    pub arch: &'a str,
+}
+
+impl Hparams<'_> {
+    /// The full key name.
+    pub fn key(&self, k: &str) -> String {
+        format!("{}.{k}", self.arch)
+    }
+
+    /// A required count or width.
+    pub fn usize(&self, k: &str) -> Result<usize> {
+        self.file.get_usize_max(&self.key(k), MAX_DIM)
+    }
+
+    /// An optional count or width.
+    pub fn opt_usize(&self, k: &str) -> Result<Option<usize>> {
+        match self.file.get(&self.key(k)) {
+            None => Ok(None),
+            Some(_) => self.usize(k).map(Some),
+        }
+    }
+
+    /// An optional float.
+    pub fn opt_f32(&self, k: &str) -> Result<Option<f32>> {
+        match self.file.get(&self.key(k)) {
+            None => Ok(None),
+            Some(_) => self.file.get_f32(&self.key(k)).map(Some),
+        }
+    }
+
+    /// An optional string.
+    pub fn opt_str(&self, k: &str) -> Option<&str> {
+        self.file.get(&self.key(k)).and_then(|v| v.as_str())
+    }
 }
 
 impl Config {
     pub fn from_gguf(file: &GgufFile, spec: &ArchSpec) -> Result<Config> {
-        let a = spec.name;
-        let key = |k: &str| format!("{a}.{k}");
-        let opt = |k: &str| -> Result<Option<usize>> {
-            match file.get(&key(k)) {
-                None => Ok(None),
-                Some(_) => Ok(Some(file.get_usize_max(&key(k), MAX_DIM)?)),
-            }
+        let h = Hparams {
+            file,
+            arch: spec.name,
         };
-        let n_layer = file.get_usize_max(&key("block_count"), MAX_DIM)?;
-        let n_embd = file.get_usize_max(&key("embedding_length"), MAX_DIM)?;
-        let n_ff = file.get_usize_max(&key("feed_forward_length"), MAX_DIM)?;
-        let n_head = file.get_usize_max(&key("attention.head_count"), MAX_DIM)?;
-        let n_head_kv = opt("attention.head_count_kv")?.unwrap_or(n_head);
+        let n_layer = h.usize("block_count")?;
+        let n_embd = h.usize("embedding_length")?;
+        let n_ff = h.usize("feed_forward_length")?;
+        let n_head = h.usize("attention.head_count")?;
+        let n_head_kv = h.opt_usize("attention.head_count_kv")?.unwrap_or(n_head);
         if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
             return Err(Error::Malformed {
                 offset: 0,
@@ -63,9 +146,9 @@ impl Config {
                 ),
             });
         }
-        let head_dim_k = opt("attention.key_length")?.unwrap_or(n_embd / n_head);
-        let head_dim_v = opt("attention.value_length")?.unwrap_or(head_dim_k);
-        let n_rot = opt("rope.dimension_count")?.unwrap_or(head_dim_k);
+        let head_dim_k = h.opt_usize("attention.key_length")?.unwrap_or(n_embd / n_head);
+        let head_dim_v = h.opt_usize("attention.value_length")?.unwrap_or(head_dim_k);
+        let n_rot = h.opt_usize("rope.dimension_count")?.unwrap_or(head_dim_k);
         if head_dim_k == 0 || n_rot > head_dim_k || n_rot % 2 != 0 {
             return Err(Error::Malformed {
                 offset: 0,
@@ -74,15 +157,13 @@ impl Config {
                 ),
             });
         }
-        let f32_or = |k: &str, d: f32| -> Result<f32> {
-            match file.get(&key(k)) {
-                None => Ok(d),
-                Some(_) => file.get_f32(&key(k)),
-            }
-        };
-        let freq_base = f32_or("rope.freq_base", spec.default_rope_base)?;
-        let freq_scale = match file.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
-            Some("linear") => 1.0 / f32_or("rope.scaling.factor", 1.0)?,
+        let freq_base = h.opt_f32("rope.freq_base")?.unwrap_or(spec.default_rope_base);
+        // llama.cpp reads the factor whatever the type (default "linear").
+        let freq_scale = match h.opt_str("rope.scaling.type") {
+            None | Some("linear") => match h.opt_f32("rope.scaling.factor")? {
+                Some(f) if f != 0.0 => 1.0 / f,
+                _ => 1.0,
+            },
             _ => 1.0,
         };
         // From the embedding; a middle shard file has none, so fall back to
@@ -93,8 +174,9 @@ impl Config {
             .map(|t| t.n_rows() as usize)
             .or_else(|| file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()))
             .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
-        Ok(Config {
-            arch: a.to_string(),
+        let mut cfg = Config {
+            arch: spec.name.to_string(),
+            block: spec.block,
             n_layer,
             n_embd,
             n_ff,
@@ -103,8 +185,8 @@ impl Config {
             head_dim_k,
             head_dim_v,
             n_vocab,
-            n_ctx_train: opt("context_length")?.unwrap_or(2048),
-            rms_eps: f32_or("attention.layer_norm_rms_epsilon", 1e-5)?,
+            n_ctx_train: h.opt_usize("context_length")?.unwrap_or(2048),
+            rms_eps: h.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
             rope: Rope {
                 layout: spec.rope_layout,
                 n_rot,
@@ -112,7 +194,13 @@ impl Config {
                 freq_scale,
                 freq_factors: None,
             },
-        })
+            attn_scale: AttnScale::Scores(1.0 / (head_dim_k as f32).sqrt()),
+            embd_scale: None,
+            final_logit_softcap: None,
+            swa: None,
+        };
+        (spec.hparams)(&h, &mut cfg)?;
+        Ok(cfg)
     }
 
     /// Width of one position's keys in the KV cache.
@@ -123,5 +211,19 @@ impl Config {
     /// Width of one position's values in the KV cache.
     pub fn v_width(&self) -> usize {
         self.n_head_kv * self.head_dim_v
+    }
+
+    /// RoPE and window of layer `il` (an index into the whole model).
+    pub fn layer_attention(&self, il: usize) -> LayerAttention<'_> {
+        match &self.swa {
+            Some(s) if s.layers.get(il).copied().unwrap_or(false) => LayerAttention {
+                rope: &s.rope,
+                window: Some(s.window),
+            },
+            _ => LayerAttention {
+                rope: &self.rope,
+                window: None,
+            },
+        }
     }
 }

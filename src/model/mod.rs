@@ -15,6 +15,7 @@ pub use config::Config;
 use crate::gguf::GgufFile;
 use crate::shard::{digest, Digest, ShardInfo};
 use crate::kv_cache::KvCache;
+use crate::ops::attention::DotOrder;
 use crate::ops::{matmul, norm, Weight};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -27,6 +28,32 @@ pub struct LoadOptions {
     pub n_threads: Option<usize>,
     /// Load only these layers (a shard); `None` = all.
     pub layers: Option<Range<usize>>,
+    /// Summation order where llama.cpp's depends on the batch size.
+    pub numerics: Numerics,
+}
+
+/// The two summation orders Strata offers (see `docs/determinism.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Numerics {
+    /// Bit-for-bit what llama.cpp computes: attention sums in one order for a
+    /// batch of tokens and in another for a single token, as llama.cpp's CPU
+    /// backend does. Results depend on how a prompt is split into calls.
+    #[default]
+    LlamaCpp,
+    /// Every token is computed as llama.cpp computes a single token, whatever
+    /// the batch: results are independent of how a prompt is split into
+    /// forward calls (shards, verification, replay). Decode steps equal
+    /// llama.cpp's; prompt logits differ from its batched ones in low bits.
+    BatchInvariant,
+}
+
+impl Numerics {
+    fn attention_order(self, n_tokens: usize) -> DotOrder {
+        match self {
+            Numerics::LlamaCpp => DotOrder::llama_cpp(n_tokens),
+            Numerics::BatchInvariant => DotOrder::VecDot,
+        }
+    }
 }
 
 /// What a forward call consumes.
@@ -83,6 +110,7 @@ pub struct Model {
     /// Set when the file is a shard file.
     shard: Option<ShardInfo>,
     digest: OnceLock<Digest>,
+    numerics: Numerics,
 }
 
 impl std::fmt::Debug for Model {
@@ -172,6 +200,7 @@ impl Model {
             pool,
             shard,
             digest: OnceLock::new(),
+            numerics: opts.numerics,
         })
     }
 
@@ -183,6 +212,11 @@ impl Model {
             return s.parent;
         }
         *self.digest.get_or_init(|| digest::model_digest(&self.file))
+    }
+
+    /// The summation order this model was loaded with.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
     }
 
     /// The shard description, when the model was loaded from a shard file.
@@ -273,10 +307,11 @@ impl Model {
         };
         cache.truncate(pos);
         let positions: Vec<usize> = (pos..pos + n).collect();
+        let order = self.numerics.attention_order(n);
         self.pool.install(|| {
             let mut scratch = layers::Scratch::new(cfg, n);
             for (i, w) in self.blocks.iter().enumerate() {
-                layers::block(cfg, w, &mut x, &positions, cache, i, &mut scratch);
+                layers::block(cfg, w, &mut x, &positions, cache, i, &mut scratch, order);
             }
         });
         cache.set_len(pos + n);
@@ -291,6 +326,9 @@ impl Model {
         norm::rms_norm(rows, out_norm, cfg.rms_eps);
         let mut out = vec![0f32; m * cfg.n_vocab];
         self.pool.install(|| matmul(head, rows, m, &mut out));
+        if let Some(cap) = cfg.final_logit_softcap {
+            layers::softcap(&mut out, cap);
+        }
         Ok(Output::Logits(out))
     }
 
@@ -309,6 +347,9 @@ impl Model {
                 });
             }
             emb.dequantize_row(t as usize, row)?;
+            if let Some(f) = self.config.embd_scale {
+                layers::scale(row, f);
+            }
         }
         Ok(x)
     }

@@ -11,9 +11,13 @@ use crate::ops::Weight;
 use crate::quant::{self, GgmlType};
 use crate::{Error, Result};
 
-/// Weights of one transformer block.
+/// Weights of one transformer block. The optional ones are bound when the
+/// architecture's [`BlockSpec`](super::arch::BlockSpec) uses them (norms)
+/// or when the file has them (biases).
 #[derive(Debug)]
 pub struct LayerWeights {
+    /// The layer's index in the whole model (for per-layer settings).
+    pub index: usize,
     /// `[n_embd]`
     pub attn_norm: Vec<f32>,
     /// `[n_head*head_dim_k rows][n_embd]`
@@ -22,8 +26,20 @@ pub struct LayerWeights {
     pub wk: Weight,
     /// `[n_head_kv*head_dim_v rows][n_embd]`
     pub wv: Weight,
+    /// `[n_head*head_dim_k]`, `[n_head_kv*head_dim_k]`,
+    /// `[n_head_kv*head_dim_v]`: Q/K/V biases (Qwen 2).
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// `[head_dim_k]` each: per-head RMSNorm of queries and keys.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
     /// `[n_embd rows][n_head*head_dim_v]`
     pub wo: Weight,
+    /// `[n_embd]`: output projection bias.
+    pub bo: Option<Vec<f32>>,
+    /// `[n_embd]`: RMSNorm of the attention output (Gemma).
+    pub post_attn_norm: Option<Vec<f32>>,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
     /// `[n_ff rows][n_embd]`
@@ -32,6 +48,8 @@ pub struct LayerWeights {
     pub w_up: Weight,
     /// `[n_embd rows][n_ff]`
     pub w_down: Weight,
+    /// `[n_embd]`: RMSNorm of the MLP output (Gemma).
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 /// Types a weight matrix may have (those with a dot product kernel).
@@ -110,22 +128,40 @@ impl Binder<'_> {
 
     pub fn layer(&self, cfg: &Config, i: usize) -> Result<LayerWeights> {
         let p = |s: &str| format!("blk.{i}.{s}.weight");
+        let bias = |s: &str, n: usize| self.optional_vector(&format!("blk.{i}.{s}.bias"), n);
         let (e, q, kv_k, kv_v) = (
             cfg.n_embd,
             cfg.n_head * cfg.head_dim_k,
             cfg.k_width(),
             cfg.v_width(),
         );
+        let required = |on: bool, name: &str, n: usize| -> Result<Option<Vec<f32>>> {
+            if on {
+                self.vector(&p(name), n).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let b = cfg.block;
         Ok(LayerWeights {
+            index: i,
             attn_norm: self.vector(&p("attn_norm"), e)?,
             wq: self.matrix(&p("attn_q"), q, e)?,
             wk: self.matrix(&p("attn_k"), kv_k, e)?,
             wv: self.matrix(&p("attn_v"), kv_v, e)?,
+            bq: bias("attn_q", q)?,
+            bk: bias("attn_k", kv_k)?,
+            bv: bias("attn_v", kv_v)?,
+            q_norm: required(b.qk_norm, "attn_q_norm", cfg.head_dim_k)?,
+            k_norm: required(b.qk_norm, "attn_k_norm", cfg.head_dim_k)?,
             wo: self.matrix(&p("attn_output"), e, cfg.n_head * cfg.head_dim_v)?,
+            bo: bias("attn_output", e)?,
+            post_attn_norm: required(b.post_norms, "post_attention_norm", e)?,
             ffn_norm: self.vector(&p("ffn_norm"), e)?,
             w_gate: self.matrix(&p("ffn_gate"), cfg.n_ff, e)?,
             w_up: self.matrix(&p("ffn_up"), cfg.n_ff, e)?,
             w_down: self.matrix(&p("ffn_down"), e, cfg.n_ff)?,
+            post_ffn_norm: required(b.post_norms, "post_ffw_norm", e)?,
         })
     }
 

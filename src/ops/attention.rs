@@ -1,11 +1,34 @@
 //! Causal multi-head attention with grouped-query heads over an f16 KV cache.
 //!
-//! Arithmetic follows ggml's non-fused attention: the query is rounded to f16
-//! before `q·k`, the softmax sums in f64, and the probabilities are rounded
-//! to f16 before weighting the values.
+//! The arithmetic is, operation for operation, the one of llama.cpp's
+//! non-fused CPU attention (`mul_mat(K, Q)` → `soft_max_ext` →
+//! `mul_mat(Vᵀ, KQ)`) as ggml runs it on x86-64 with AVX2, FMA and F16C, so
+//! the results are bit-identical to llama.cpp's:
+//!
+//! * `q·k`: the query is rounded to f16 (ggml converts the right-hand side of
+//!   an f16 `mul_mat` to f16). The dot product is summed lane-wise, in the
+//!   order of the kernel ggml picks: for a batch of two or more tokens
+//!   tinyBLAS (llamafile's sgemm, 8 lanes), for a single token
+//!   `ggml_vec_dot_f16` (4 × 8 lanes); see [`DotOrder`].
+//! * the score is `dot * scale` (then `cap * tanh(x * (1/cap))` if a softcap
+//!   is set), and masked positions get no weight.
+//! * softmax: `e = exp(x - max)` with ggml's polynomial exp
+//!   ([`ggml_v_expf`]); the sum adds the f32 horizontal sums of aligned
+//!   groups of 8 cache positions into an f64; each `e` is multiplied by the f32
+//!   `1/sum` and rounded to f16 (the right-hand side of the second `mul_mat`).
+//! * `p·v`: an f16 dot product over cache positions, lane-wise as above. In
+//!   llama.cpp it runs over the whole (zero-weighted beyond the causal
+//!   limit) padded cache, whose length is a multiple of 256, so the lane of
+//!   a position is its cache index modulo the lane count.
+//!
+//! Products of two f16 values are exact in f32, so ggml's fused multiply-adds
+//! equal the plain `acc + a * b` used here; the exp polynomial is the only
+//! place where fusing changes the result, and it uses `mul_add`.
 
 use half::f16;
 use rayon::prelude::*;
+
+use super::act::ggml_v_expf;
 
 /// Shape and options of one attention layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,15 +43,36 @@ pub struct AttentionShape {
     pub scale: f32,
     /// Attend only to the last `window` positions (sliding-window layers).
     pub window: Option<usize>,
-    /// `cap * tanh(s / cap)` on the scaled scores, if set.
+    /// `cap * tanh(s * (1/cap))` on the scaled scores `s`, if set (ggml's
+    /// order when `scale` is 1, as for the models that scale the query
+    /// beforehand).
     pub softcap: Option<f32>,
 }
 
 /// `out[t][h*v_dim..]` = attention of query `q[t][h*k_dim..]` over cache
 /// positions `0..=positions[t]` (restricted to the window, if any).
 /// `keys`/`values` are `[position][n_kv_head * dim]`.
+///
+/// Sums in llama.cpp's order, which depends on whether one token or several
+/// are evaluated ([`DotOrder::llama_cpp`]), so a token's result depends on
+/// how the input was split into calls; [`attention_in_order`] with
+/// [`DotOrder::VecDot`] does not. The thread count never matters.
 pub fn attention(
     shape: &AttentionShape,
+    q: &[f32],
+    keys: &[f16],
+    values: &[f16],
+    positions: &[usize],
+    out: &mut [f32],
+) {
+    let order = DotOrder::llama_cpp(positions.len());
+    attention_in_order(shape, order, q, keys, values, positions, out);
+}
+
+/// [`attention`] with the dot products summed in `order` for every token.
+pub fn attention_in_order(
+    shape: &AttentionShape,
+    order: DotOrder,
     q: &[f32],
     keys: &[f16],
     values: &[f16],
@@ -50,36 +94,136 @@ pub fn attention(
             .iter()
             .map(|&x| f16::from_f32(x).to_f32())
             .collect();
-        let mut scores: Vec<f32> = (first..=pos)
+
+        // Scores (KQ, scaled and capped).
+        let mut w: Vec<f32> = (first..=pos)
             .map(|j| {
                 let k = &keys[j * kw + kvh * s.k_dim..][..s.k_dim];
-                let mut acc = 0f32;
-                for (a, b) in qh.iter().zip(k) {
-                    acc += a * b.to_f32();
-                }
-                let mut x = acc * s.scale;
+                let mut x = order.dot(&qh, k) * s.scale;
                 if let Some(cap) = s.softcap {
-                    x = cap * (x / cap).tanh();
+                    x = cap * (x * (1.0 / cap)).tanh();
                 }
                 x
             })
             .collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+
+        // Softmax: exp by aligned groups of 8 cache positions, each group's
+        // f32 sum added into an f64.
+        let max = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f64;
-        for x in scores.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x as f64;
+        for g in first / 8..=pos / 8 {
+            let mut lanes = [0f32; 8];
+            for j in (g * 8).max(first)..=(g * 8 + 7).min(pos) {
+                let e = ggml_v_expf(w[j - first] - max);
+                w[j - first] = e;
+                lanes[j % 8] = e;
+            }
+            sum += hsum8(&lanes) as f64;
         }
         let inv = (1.0 / sum) as f32;
-        o.fill(0.0);
-        for (j, p) in (first..=pos).zip(&scores) {
-            let p = f16::from_f32(p * inv).to_f32();
+
+        // KQV: lane-wise over cache positions, for all value dimensions at
+        // once (`acc[lane][d]`).
+        let lanes = order.lanes();
+        let mut acc = vec![0f32; lanes * s.v_dim];
+        for (j, e) in (first..=pos).zip(&w) {
+            let p = f16::from_f32(e * inv).to_f32();
             let v = &values[j * vw + kvh * s.v_dim..][..s.v_dim];
-            for (acc, x) in o.iter_mut().zip(v) {
-                *acc += p * x.to_f32();
+            let a = &mut acc[(j % lanes) * s.v_dim..][..s.v_dim];
+            for (a, x) in a.iter_mut().zip(v) {
+                *a += p * x.to_f32();
             }
         }
+        let mut lane = vec![0f32; lanes];
+        for (d, o) in o.iter_mut().enumerate() {
+            for (l, x) in lane.iter_mut().enumerate() {
+                *x = acc[l * s.v_dim + d];
+            }
+            *o = order.reduce(&lane);
+        }
     });
+}
+
+/// The summation order of an f16 dot product in ggml's `mul_mat`, which
+/// depends on the kernel it takes (x86-64, AVX2 + FMA + F16C build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DotOrder {
+    /// tinyBLAS (`llamafile_sgemm`), taken when the right-hand side has two
+    /// or more columns (a batch of tokens): one 8-lane accumulator, element
+    /// `i` in lane `i % 8` (a partial last step is zero-padded), then
+    /// `hsum8`.
+    Gemm,
+    /// `ggml_vec_dot_f16`, taken for a single token: four 8-lane
+    /// accumulators, element `i` in lane `i % 32` for `i` below the last
+    /// multiple of 32, reduced by `reduce32`; the rest is added one by
+    /// one in f64.
+    VecDot,
+}
+
+impl DotOrder {
+    /// The order llama.cpp uses for a call evaluating `n_tokens` tokens.
+    pub fn llama_cpp(n_tokens: usize) -> DotOrder {
+        if n_tokens == 1 {
+            DotOrder::VecDot
+        } else {
+            DotOrder::Gemm
+        }
+    }
+
+    /// Number of partial sums (lanes) a dot product is spread over.
+    fn lanes(self) -> usize {
+        match self {
+            DotOrder::Gemm => 8,
+            DotOrder::VecDot => 32,
+        }
+    }
+
+    /// Sum of the lanes.
+    fn reduce(self, lanes: &[f32]) -> f32 {
+        match self {
+            DotOrder::Gemm => hsum8(lanes),
+            DotOrder::VecDot => reduce32(lanes),
+        }
+    }
+
+    /// `a · b` summed in this order.
+    fn dot(self, a: &[f32], b: &[f16]) -> f32 {
+        let lanes = self.lanes();
+        let body = match self {
+            DotOrder::Gemm => a.len(),
+            DotOrder::VecDot => a.len() - a.len() % 32,
+        };
+        let mut acc = [0f32; 32];
+        for (i, (x, y)) in a[..body].iter().zip(b).enumerate() {
+            acc[i % lanes] += x * y.to_f32();
+        }
+        let sum = self.reduce(&acc[..lanes]);
+        if body == a.len() {
+            return sum;
+        }
+        let mut sum = sum as f64;
+        for (x, y) in a[body..].iter().zip(&b[body..]) {
+            sum += (x * y.to_f32()) as f64;
+        }
+        sum as f32
+    }
+}
+
+/// Horizontal sum of 8 lanes the way ggml's AVX code does it (tinyBLAS's
+/// `hsum`, the softmax sum): high half + low half, then
+/// `(t0 + t2) + (t1 + t3)`.
+fn hsum8(x: &[f32]) -> f32 {
+    let t: [f32; 4] = std::array::from_fn(|i| x[i + 4] + x[i]);
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// `GGML_F32x8_REDUCE` over four 8-lane accumulators `x[8c..8c + 8]`:
+/// `(x0 + x2) + (x1 + x3)` lane-wise, then low half + high half and two
+/// horizontal adds: `(t0 + t1) + (t2 + t3)`.
+fn reduce32(x: &[f32]) -> f32 {
+    let r: [f32; 8] = std::array::from_fn(|l| (x[l] + x[16 + l]) + (x[8 + l] + x[24 + l]));
+    let t: [f32; 4] = std::array::from_fn(|i| r[i] + r[i + 4]);
+    (t[0] + t[1]) + (t[2] + t[3])
 }
 
 #[cfg(test)]
@@ -88,6 +232,24 @@ mod tests {
 
     fn h(v: &[f32]) -> Vec<f16> {
         v.iter().map(|&x| f16::from_f32(x)).collect()
+    }
+
+    #[test]
+    fn reductions_follow_ggml_pairing() {
+        // Values whose sum depends on the order: 1 + 2^-24 + 2^-24 ...
+        let tiny = f32::EPSILON / 2.0;
+        let mut x = [0f32; 8];
+        x[0] = 1.0;
+        x[4] = tiny;
+        x[2] = tiny;
+        // (1 + tiny) rounds to 1, then + (tiny + 0) rounds to 1 again.
+        assert_eq!(hsum8(&x), 1.0);
+        let mut y = [0f32; 32];
+        y[0] = 1.0;
+        y[1] = tiny;
+        y[9] = tiny;
+        // lane 1: (tiny + 0) + (tiny + 0) = 2 tiny, added to lane 0's 1.
+        assert_eq!(reduce32(&y), 1.0 + f32::EPSILON);
     }
 
     #[test]
@@ -135,7 +297,10 @@ mod tests {
             &[0, 1, 2],
             &mut out,
         );
-        assert_eq!(out, vec![1.0, 1.5, 3.0]);
+        // Position 2 weighs each value by f16(1/3) = 0.333251953125, as
+        // llama.cpp does.
+        let third = f16::from_f32(1.0 / 3.0).to_f32();
+        assert_eq!(out, vec![1.0, 1.5, third * 9.0]);
         let windowed = AttentionShape {
             window: Some(2),
             ..shape
@@ -149,5 +314,48 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![1.0, 1.5, 4.0]);
+    }
+
+    #[test]
+    fn one_token_matches_the_batch_up_to_order_and_exactly_in_one_order() {
+        let shape = AttentionShape {
+            n_head: 4,
+            n_kv_head: 2,
+            k_dim: 64,
+            v_dim: 64,
+            scale: 0.125,
+            window: None,
+            softcap: None,
+        };
+        let n = 40;
+        let r = |i: usize| ((i as f32 * 0.618_034).fract() - 0.5) * 4.0;
+        let q: Vec<f32> = (0..n * 4 * 64).map(r).collect();
+        let keys: Vec<f16> = (0..n * 2 * 64).map(|i| f16::from_f32(r(i + 7))).collect();
+        let values: Vec<f16> = (0..n * 2 * 64).map(|i| f16::from_f32(r(i + 3))).collect();
+        let positions: Vec<usize> = (0..n).collect();
+        let mut batch = vec![0.0; n * 4 * 64];
+        attention(&shape, &q, &keys, &values, &positions, &mut batch);
+        let mut invariant = vec![0.0; n * 4 * 64];
+        let order = DotOrder::VecDot;
+        attention_in_order(
+            &shape,
+            order,
+            &q,
+            &keys,
+            &values,
+            &positions,
+            &mut invariant,
+        );
+        assert_ne!(batch, invariant, "the two orders differ somewhere");
+        for t in 0..n {
+            let mut one = vec![0.0; 4 * 64];
+            attention(&shape, &q[t * 256..][..256], &keys, &values, &[t], &mut one);
+            assert_eq!(one, invariant[t * 256..][..256], "{t}");
+            // Close, not equal: a score an ulp apart can round its
+            // probability to a neighbouring f16.
+            for (a, b) in one.iter().zip(&batch[t * 256..][..256]) {
+                assert!((a - b).abs() < 1e-3, "{t}: {a} vs {b}");
+            }
+        }
     }
 }

@@ -96,32 +96,33 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
         out.fill(f32::NAN);
         return;
     };
-    let dot = |r: usize, t: usize| {
-        kernel.dot(
-            &data[r * wrow..(r + 1) * wrow],
+    // `out[i] = W[r0 + i] · act[t]` for the rows of one task.
+    let dot_rows = |r0: usize, t: usize, out: &mut [f32]| {
+        kernel.dot_rows(
+            &data[r0 * wrow..(r0 + out.len()) * wrow],
             &act[t * act_row..(t + 1) * act_row],
+            out,
         )
     };
     if n_tokens == 1 {
         out.par_chunks_mut(ROWS_PER_TASK)
             .enumerate()
-            .for_each(|(c, o)| {
-                for (i, v) in o.iter_mut().enumerate() {
-                    *v = dot(c * ROWS_PER_TASK + i, 0);
-                }
-            });
+            .for_each(|(c, o)| dot_rows(c * ROWS_PER_TASK, 0, o));
         return;
     }
     // Many tokens: each task owns a block of rows for all tokens (so a weight
-    // row is read once per call), written transposed and then put in place.
+    // row is read from memory once per call), written transposed and then
+    // put in place.
     let mut tmp = vec![0f32; w.rows * n_tokens];
     tmp.par_chunks_mut(ROWS_PER_TASK * n_tokens)
         .enumerate()
         .for_each(|(c, o)| {
-            for (i, row_out) in o.chunks_mut(n_tokens).enumerate() {
-                let r = c * ROWS_PER_TASK + i;
-                for (t, v) in row_out.iter_mut().enumerate() {
-                    *v = dot(r, t);
+            let rows = o.len() / n_tokens;
+            let mut col = [0f32; ROWS_PER_TASK];
+            for t in 0..n_tokens {
+                dot_rows(c * ROWS_PER_TASK, t, &mut col[..rows]);
+                for (i, &v) in col[..rows].iter().enumerate() {
+                    o[i * n_tokens + t] = v;
                 }
             }
         });

@@ -60,8 +60,11 @@ impl Rope {
                 RopeLayout::Neox => (i, i + half),
             };
             let (x0, x1) = (head[a], head[b]);
-            head[a] = x0 * c - x1 * s;
-            head[b] = x0 * s + x1 * c;
+            // ggml's `rotate_pairs`, `x0*c - x1*s` and `x0*s + x1*c`, as its
+            // x86-64 build compiles them: the first product fused with the
+            // subtraction / addition of the (rounded) second one.
+            head[a] = x0.mul_add(c, -(x1 * s));
+            head[b] = x0.mul_add(s, x1 * c);
         }
     }
 }

@@ -15,15 +15,16 @@
 //!   (`qwen2`, `stablelm2`, `hunyuan`, ...), `qwen35`, `falcon`, `bloom` /
 //!   `poro-chat` / `gpt3-finnish`, `viking` and `laguna`.
 //!
+//! - `llama`: SentencePiece with scores (`spm.rs`): `▁`-escaped spaces,
+//!   highest-score merges, `<0xNN>` byte fallback, `add_space_prefix`.
+//!
 //! Character classes (`unicode.rs`, `unicode_table.rs`) are Unicode 15.1 as
 //! llama.cpp's own tables have them.
-//!
-//! SentencePiece (`llama`) is the next model to add: a new `Model` variant
-//! beside `Bpe`, sharing the vocabulary, the partition and the decoders.
 
 mod bpe;
 mod pretokenize;
 mod special;
+mod spm;
 mod stream;
 mod unicode;
 mod unicode_table;
@@ -37,6 +38,7 @@ use crate::{Error, Result};
 use bpe::ByteLevelBpe;
 use pretokenize::{PreError, PreTokenizer};
 use special::Fragment;
+use spm::SentencePiece;
 use vocab::{Vocab, VocabInputs};
 
 /// Everything a tokenizer is built from: what a GGUF file's `tokenizer.*`
@@ -44,7 +46,7 @@ use vocab::{Vocab, VocabInputs};
 /// file). Build with [`Tokenizer::from_spec`].
 #[derive(Clone, Debug, Default)]
 pub struct TokenizerSpec {
-    /// `tokenizer.ggml.model` (`"gpt2"`).
+    /// `tokenizer.ggml.model` (`"gpt2"` or `"llama"`).
     pub model: String,
     /// `tokenizer.ggml.pre`; `None` means llama.cpp's `default`.
     pub pre: Option<String>,
@@ -52,8 +54,13 @@ pub struct TokenizerSpec {
     pub tokens: Vec<String>,
     /// `tokenizer.ggml.token_type`; `None`: every token is normal.
     pub token_types: Option<Vec<i64>>,
-    /// `tokenizer.ggml.merges`: `"left right"`, highest priority first.
+    /// `tokenizer.ggml.merges`: `"left right"`, highest priority first
+    /// (`gpt2` only).
     pub merges: Vec<String>,
+    /// `tokenizer.ggml.scores`, by id (`llama` only; `None`: all 0).
+    pub scores: Option<Vec<f32>>,
+    /// `tokenizer.ggml.add_space_prefix` (`llama` only; `None`: true).
+    pub add_space_prefix: Option<bool>,
     /// `tokenizer.ggml.*_token_id`.
     pub special: SpecialIds,
     /// `tokenizer.ggml.add_bos_token`, `add_eos_token`.
@@ -69,6 +76,7 @@ pub struct TokenizerSpec {
 #[derive(Debug)]
 enum Model {
     Bpe(ByteLevelBpe),
+    Spm(SentencePiece),
 }
 
 /// A tokenizer: text to token ids and back, as llama.cpp does it.
@@ -85,6 +93,7 @@ const K_PRE: &str = "tokenizer.ggml.pre";
 const K_TOKENS: &str = "tokenizer.ggml.tokens";
 const K_TYPES: &str = "tokenizer.ggml.token_type";
 const K_MERGES: &str = "tokenizer.ggml.merges";
+const K_SCORES: &str = "tokenizer.ggml.scores";
 
 fn wrong(key: &str, expected: &'static str, v: &Value) -> Error {
     Error::WrongType {
@@ -124,6 +133,26 @@ fn opt_id(file: &GgufFile, key: &str) -> Result<Option<u32>> {
     }
 }
 
+/// `tokenizer.ggml.scores`: absent, or an array of f32 (or of i32, read as
+/// floats, as llama.cpp accepts).
+fn scores(file: &GgufFile) -> Result<Option<Vec<f32>>> {
+    let Some(v) = file.get(K_SCORES) else {
+        return Ok(None);
+    };
+    let items = v
+        .as_array()
+        .ok_or_else(|| wrong(K_SCORES, "an array of numbers", v))?;
+    items
+        .iter()
+        .map(|x| match x {
+            Value::F32(f) => Ok(*f),
+            Value::I32(i) => Ok(*i as f32),
+            _ => Err(wrong(K_SCORES, "an array of f32 or i32", x)),
+        })
+        .collect::<Result<Vec<f32>>>()
+        .map(Some)
+}
+
 fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>> {
     let v = file
         .get(key)
@@ -151,9 +180,10 @@ impl Tokenizer {
                 .ok_or_else(|| wrong(K_MODEL, "a string", v))?
                 .to_string(),
         };
-        if model != "gpt2" {
+        if model != "gpt2" && model != "llama" {
             return Err(Error::UnsupportedTokenizer(model));
         }
+        let is_bpe = model == "gpt2";
         let token_types = match file.get(K_TYPES) {
             None => None,
             Some(v) => {
@@ -195,7 +225,12 @@ impl Tokenizer {
             pre: opt_str(file, K_PRE)?,
             tokens: string_array(file, K_TOKENS)?,
             token_types,
-            merges: string_array(file, K_MERGES)?,
+            merges: match is_bpe {
+                true => string_array(file, K_MERGES)?,
+                false => Vec::new(),
+            },
+            scores: scores(file)?,
+            add_space_prefix: opt_bool(file, "tokenizer.ggml.add_space_prefix")?,
             special,
             add_bos: opt_bool(file, "tokenizer.ggml.add_bos_token")?,
             add_eos: opt_bool(file, "tokenizer.ggml.add_eos_token")?,
@@ -207,9 +242,13 @@ impl Tokenizer {
     /// Build a tokenizer from plain values.
     pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer> {
         match spec.model.as_str() {
-            "gpt2" => {}
-            _ => return Err(Error::UnsupportedTokenizer(spec.model)),
+            "gpt2" => Self::byte_level_bpe(spec),
+            "llama" => Self::sentencepiece(spec),
+            _ => Err(Error::UnsupportedTokenizer(spec.model)),
         }
+    }
+
+    fn byte_level_bpe(spec: TokenizerSpec) -> Result<Tokenizer> {
         let pre_name = spec.pre.clone().unwrap_or_else(|| "default".to_string());
         let cfg = PreTokenizer::from_name(spec.pre.as_deref()).map_err(|e| match e {
             PreError::Unsupported => {
@@ -247,6 +286,43 @@ impl Tokenizer {
         })
     }
 
+    fn sentencepiece(spec: TokenizerSpec) -> Result<Tokenizer> {
+        let pre_name = spec.pre.clone().unwrap_or_else(|| "default".to_string());
+        // llama.cpp's defaults for a SentencePiece vocabulary.
+        let defaults = SpecialIds {
+            bos: Some(1),
+            eos: Some(2),
+            unk: Some(0),
+            ..SpecialIds::default()
+        };
+        let vocab = Vocab::new(
+            spec.tokens,
+            spec.token_types.as_deref(),
+            VocabInputs {
+                defaults,
+                metadata: &spec.special,
+                add_bos_default: true,
+                add_bos: spec.add_bos,
+                add_eos: spec.add_eos,
+                name: spec.name.as_deref(),
+                pre: spec.pre.as_deref(),
+                architecture: spec.architecture.as_deref(),
+            },
+            spm::piece_bytes,
+        )?;
+        let spm = SentencePiece::new(
+            vocab.texts(),
+            spec.scores.as_deref(),
+            spec.add_space_prefix.unwrap_or(true),
+        )?;
+        Ok(Tokenizer {
+            model_name: spec.model,
+            pre_name,
+            vocab,
+            model: Model::Spm(spm),
+        })
+    }
+
     /// Text to ids. `add_special` adds BOS/EOS where the model asks for them
     /// (`tokenizer.ggml.add_bos_token` / `add_eos_token`); `parse_special`
     /// turns text spelling a control token (`<|im_start|>`) into that token.
@@ -259,11 +335,21 @@ impl Tokenizer {
             })?;
             out.push(bos);
         }
+        // SentencePiece: a space is prefixed to text at the start or after
+        // a special token (llama.cpp counts the start as "after special").
+        let mut after_special = true;
         for frag in special::partition(&self.vocab, text, parse_special) {
             match frag {
-                Fragment::Token(id) => out.push(id),
+                Fragment::Token(id) => {
+                    out.push(id);
+                    after_special = true;
+                }
                 Fragment::Text(t) => match &self.model {
                     Model::Bpe(bpe) => bpe.encode(t, &mut out),
+                    Model::Spm(spm) => {
+                        spm.encode(t, spm.add_space_prefix && after_special, &mut out)?;
+                        after_special = false;
+                    }
                 },
             }
         }
@@ -283,13 +369,26 @@ impl Tokenizer {
         self.vocab.pieces().get(id, render_special)
     }
 
-    /// Ids to text: the tokens' bytes concatenated, decoded lossily.
+    /// Ids to text: the tokens' bytes concatenated, decoded lossily, as
+    /// llama.cpp's `llama_detokenize` (without removing special tokens): for
+    /// a SentencePiece model with `add_space_prefix`, one leading space of
+    /// the first token is dropped (the one encoding added).
     pub fn decode(&self, ids: &[u32], render_special: bool) -> String {
         let mut bytes = Vec::with_capacity(ids.len() * 4);
-        for &id in ids {
-            bytes.extend_from_slice(self.token_bytes(id, render_special));
+        for (i, &id) in ids.iter().enumerate() {
+            let piece = self.token_bytes(id, render_special);
+            let piece = match piece {
+                [b' ', rest @ ..] if i == 0 && self.strips_leading_space() => rest,
+                _ => piece,
+            };
+            bytes.extend_from_slice(piece);
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Whether decoding drops the first token's leading space.
+    fn strips_leading_space(&self) -> bool {
+        matches!(&self.model, Model::Spm(spm) if spm.add_space_prefix)
     }
 
     /// A streaming decoder over this tokenizer (control tokens not rendered).
@@ -340,7 +439,8 @@ impl Tokenizer {
         self.vocab.eog_ids().collect()
     }
 
-    /// The vocabulary string of a token (GPT-2 alphabet for byte-level BPE).
+    /// The vocabulary string of a token (GPT-2 alphabet for byte-level BPE,
+    /// `▁` for spaces in SentencePiece).
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.vocab.text(id)
     }
@@ -348,6 +448,12 @@ impl Tokenizer {
     /// The token's attributes (llama.cpp's `llama_token_attr` bits).
     pub fn token_attr(&self, id: u32) -> Attr {
         self.vocab.attr(id)
+    }
+
+    /// Whether SentencePiece encoding prefixes a space to the text
+    /// (`tokenizer.ggml.add_space_prefix`); false for byte-level BPE.
+    pub fn add_space_prefix(&self) -> bool {
+        matches!(&self.model, Model::Spm(spm) if spm.add_space_prefix)
     }
 
     /// `tokenizer.ggml.model`.

@@ -213,11 +213,11 @@ fn stream_decoder_holds_back_split_characters() {
 #[test]
 fn unsupported_models_and_pre_tokenizers() {
     let err = Tokenizer::from_spec(TokenizerSpec {
-        model: "llama".into(),
+        model: "bert".into(),
         ..spec("smollm")
     })
     .unwrap_err();
-    assert!(matches!(err, Error::UnsupportedTokenizer(ref m) if m == "llama"));
+    assert!(matches!(err, Error::UnsupportedTokenizer(ref m) if m == "bert"));
     assert!(Tokenizer::from_spec(spec("kimi-k2")).is_err());
     assert!(Tokenizer::from_spec(spec("no-such-pre")).is_err());
     let t = Tokenizer::from_spec(TokenizerSpec {
@@ -249,4 +249,71 @@ fn bad_vocabularies_are_errors() {
         ..spec("gpt2")
     };
     assert!(Tokenizer::from_spec(empty).is_err());
+}
+
+/// A SentencePiece vocabulary: `<unk>`, `<s>`, `</s>`, a control token, the
+/// 256 byte tokens, then scored pieces.
+fn spm_spec(add_space_prefix: Option<bool>) -> TokenizerSpec {
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<turn>"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut types = vec![2, 3, 3, 3];
+    let mut scores = vec![0.0; 4];
+    for b in 0..256 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+        scores.push(0.0);
+    }
+    for (t, s) in [
+        ("\u{2581}", -1.0),
+        ("h", -2.0),
+        ("i", -2.0),
+        ("hi", -1.5),
+        ("\u{2581}hi", -0.5),
+    ] {
+        tokens.push(t.to_string());
+        types.push(1);
+        scores.push(s);
+    }
+    TokenizerSpec {
+        model: "llama".into(),
+        tokens,
+        token_types: Some(types),
+        scores: Some(scores),
+        add_space_prefix,
+        ..TokenizerSpec::default()
+    }
+}
+
+#[test]
+fn sentencepiece_prefix_space_specials_and_decode() {
+    let t = Tokenizer::from_spec(spm_spec(None)).unwrap();
+    let id = |s: &str| (0..t.n_vocab() as u32).find(|&i| t.token_text(i) == Some(s)).unwrap();
+    let (space_hi, hi, turn) = (id("\u{2581}hi"), id("hi"), id("<turn>"));
+    // Defaults: BOS 1, add_bos, add_space_prefix.
+    assert_eq!(t.bos(), Some(1));
+    assert_eq!(t.eos(), Some(2));
+    assert!(t.add_bos() && t.add_space_prefix());
+    assert_eq!(t.encode("hi", true, false).unwrap(), vec![1, space_hi]);
+    // The prefix space comes back after each special token.
+    assert_eq!(
+        t.encode("hi<turn>hi", false, true).unwrap(),
+        vec![space_hi, turn, space_hi]
+    );
+    // Byte fallback: "é" is two byte tokens.
+    assert_eq!(
+        t.encode("hié", false, false).unwrap(),
+        vec![space_hi, 4 + 0xC3, 4 + 0xA9]
+    );
+    // decode drops the space the prefix added, only on the first token.
+    assert_eq!(t.decode(&[space_hi, space_hi], false), "hi hi");
+    assert_eq!(t.decode(&[1, space_hi], false), " hi");
+    let ids = t.encode("hié", false, false).unwrap();
+    assert_eq!(t.decode(&ids, false), "hié");
+
+    let t = Tokenizer::from_spec(spm_spec(Some(false))).unwrap();
+    assert!(!t.add_space_prefix());
+    assert_eq!(t.encode("hi hi", false, false).unwrap(), vec![hi, space_hi]);
+    assert_eq!(t.decode(&[space_hi], false), " hi");
 }

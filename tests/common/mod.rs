@@ -65,3 +65,99 @@ pub const PROMPTS: &[&str] = &[
     "The most important invention of the 20th century was",
     "   Leading spaces and\ttabs, then numbers 3.14159 and emoji 🚀 are",
 ];
+
+/// Gemma 3 270M (Q4_K_M), fetched by `scripts/fetch-models.sh`.
+pub fn gemma3() -> PathBuf {
+    real_model("gemma-3-270m-q4_k_m.gguf")
+}
+
+/// The chat-style prompts of [`PROMPTS`] in Gemma's turn markup; the plain
+/// ones as they are.
+pub fn gemma_prompts() -> Vec<String> {
+    PROMPTS
+        .iter()
+        .map(|p| match p {
+            p if p.contains("tallest mountain") => {
+                "<start_of_turn>user\nWhat is the tallest mountain in the world?<end_of_turn>\n<start_of_turn>model\n".to_string()
+            }
+            p if p.contains("haiku about rain") => {
+                "<start_of_turn>user\nYou are a helpful assistant.\n\nWrite a haiku about rain.<end_of_turn>\n<start_of_turn>model\n".to_string()
+            }
+            p => p.to_string(),
+        })
+        .collect()
+}
+
+/// The lines of `tests/data/tokenizer_corpus.txt`, unescaped (`\n`, `\t`,
+/// `\r`, `\\`, `\u{XXXX}`; any other backslash stays as it is).
+pub fn tokenizer_corpus() -> Vec<String> {
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tokenizer_corpus.txt");
+    let text = std::fs::read_to_string(corpus).expect("read the tokenizer corpus");
+    text.lines().map(unescape_corpus_line).collect()
+}
+
+fn unescape_corpus_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        let (replacement, used) = match tail.chars().next() {
+            Some('n') => (Some('\n'), 1),
+            Some('t') => (Some('\t'), 1),
+            Some('r') => (Some('\r'), 1),
+            Some('\\') => (Some('\\'), 1),
+            Some('u') if tail.starts_with("u{") => match tail.find('}') {
+                Some(end) => match u32::from_str_radix(&tail[2..end], 16)
+                    .ok()
+                    .and_then(char::from_u32)
+                {
+                    Some(c) => (Some(c), end + 1),
+                    None => (None, 0),
+                },
+                None => (None, 0),
+            },
+            _ => (None, 0),
+        };
+        match replacement {
+            Some(c) => out.push(c),
+            None => out.push('\\'),
+        }
+        rest = &tail[used..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Tokenizer inputs the corpus file cannot hold: the empty string, long
+/// runs, control characters, and code points sampled from every plane.
+pub fn tokenizer_edge_inputs() -> Vec<String> {
+    let mut inputs: Vec<String> = vec![
+        String::new(),
+        "a".repeat(5000),
+        " ".repeat(3000) + "x",
+        "\n".repeat(1000),
+        "1".repeat(1000),
+        "\t \n".repeat(500),
+        "<start_of_turn>".repeat(200),
+        (0u8..0x80).map(char::from).collect(),
+    ];
+    let cps: Vec<char> = (0x80u32..0x3000)
+        .chain((0x3000u32..0x11_0000).step_by(37))
+        .filter_map(char::from_u32)
+        .collect();
+    for chunk in cps.chunks(48) {
+        let mut s = String::new();
+        for (i, &c) in chunk.iter().enumerate() {
+            s.push(c);
+            match i % 4 {
+                0 => s.push(' '),
+                1 => s.push('a'),
+                2 => s.push('7'),
+                _ => {}
+            }
+        }
+        inputs.push(s);
+    }
+    inputs
+}

@@ -1,0 +1,78 @@
+//! Gemma 3: embeddings scaled by `sqrt(n_embd)`, per-head Q/K RMSNorm,
+//! RMSNorm after attention and after the MLP (before the residual adds),
+//! GeGLU, NeoX RoPE, queries scaled by `1/sqrt(head_dim_k)` after RoPE, and
+//! sliding-window layers interleaved with global ones (five local, then one
+//! global, by default), each kind with its own RoPE base.
+//!
+//! The GGUF converter already adds 1 to Gemma's RMSNorm weights, so they are
+//! used as they are. Keys (as llama.cpp reads them):
+//! `gemma3.attention.sliding_window` (0 or absent: every layer global),
+//! `gemma3.attention.sliding_window_pattern` (period; default 6: layer `i`
+//! is sliding unless `i % 6 == 5`), `gemma3.rope.freq_base_swa` (default
+//! 10000), `gemma3.final_logit_softcapping` (default none).
+
+use super::{ArchSpec, BlockSpec, Mlp};
+use crate::model::config::{AttnScale, Config, Hparams, SlidingWindow};
+use crate::ops::rope::{Rope, RopeLayout};
+use crate::{Error, Result};
+
+pub const GEMMA3: ArchSpec = ArchSpec {
+    name: "gemma3",
+    rope_layout: RopeLayout::Neox,
+    default_rope_base: 10_000.0,
+    block: BlockSpec {
+        qk_norm: true,
+        post_norms: true,
+        mlp: Mlp::GeGlu,
+    },
+    hparams,
+};
+
+fn hparams(h: &Hparams, cfg: &mut Config) -> Result<()> {
+    cfg.embd_scale = Some((cfg.n_embd as f32).sqrt());
+    // Gemma 3 27B (62 layers) scales by the model width per head instead.
+    let d = if cfg.n_layer == 62 {
+        (cfg.n_embd / cfg.n_head) as f32
+    } else {
+        cfg.head_dim_k as f32
+    };
+    cfg.attn_scale = AttnScale::Queries(1.0 / d.sqrt());
+    cfg.final_logit_softcap = h.opt_f32("final_logit_softcapping")?.filter(|&c| c != 0.0);
+    let window = h.opt_usize("attention.sliding_window")?.unwrap_or(0);
+    if window > 0 {
+        let key = h.key("attention.sliding_window_pattern");
+        let layers = match h.file.get(&key).and_then(|v| v.as_array()) {
+            // One flag per layer.
+            Some(items) => {
+                let flags: Option<Vec<bool>> = items.iter().map(|x| x.as_bool()).collect();
+                match flags {
+                    Some(f) if f.len() >= cfg.n_layer => f[..cfg.n_layer].to_vec(),
+                    _ => {
+                        return Err(Error::Malformed {
+                            offset: 0,
+                            reason: format!("{key} is not {} booleans", cfg.n_layer),
+                        })
+                    }
+                }
+            }
+            // A period: the last layer of each period is global.
+            None => {
+                let period = h.opt_usize("attention.sliding_window_pattern")?.unwrap_or(6);
+                (0..cfg.n_layer)
+                    .map(|il| period == 0 || il % period < period - 1)
+                    .collect()
+            }
+        };
+        cfg.swa = Some(SlidingWindow {
+            window,
+            layers,
+            rope: Rope {
+                freq_base: h.opt_f32("rope.freq_base_swa")?.unwrap_or(10_000.0),
+                freq_scale: 1.0,
+                freq_factors: None,
+                ..cfg.rope.clone()
+            },
+        });
+    }
+    Ok(())
+}

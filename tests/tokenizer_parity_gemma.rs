@@ -1,0 +1,295 @@
+//! SentencePiece parity with llama.cpp (feature `llama-cpp`): Gemma 3's
+//! tokenizer (`tokenizer.ggml.model = llama`, 262,144 scored pieces, byte
+//! fallback) read by Strata and by llama.cpp must give identical ids for
+//! every line of `tests/data/tokenizer_corpus.txt` in every mode, identical
+//! bytes for every token, and the same special ids and end-of-generation
+//! set. A copy of the vocabulary with `add_space_prefix = true` covers the
+//! Llama 2 style of SentencePiece.
+#![cfg(feature = "llama-cpp")]
+
+mod common;
+
+use std::sync::OnceLock;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::LogOptions;
+use strata::gguf::{GgufFile, GgufWriter, Value};
+use strata::tokenizer::Tokenizer;
+
+struct Fixture {
+    ours: Tokenizer,
+    theirs: LlamaModel,
+    lines: Vec<String>,
+}
+
+/// llama.cpp's backend may be initialised once per process.
+fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        llama_cpp_2::send_logs_to_tracing(LogOptions::default().with_logs_enabled(false));
+        LlamaBackend::init().expect("llama.cpp backend init")
+    })
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let path = common::gemma3();
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let theirs = LlamaModel::load_from_file(backend(), &path, &params)
+            .expect("llama.cpp loads Gemma 3's vocabulary");
+        let file = GgufFile::open(&path).expect("open Gemma 3");
+        let ours = Tokenizer::from_gguf(&file).expect("Strata builds Gemma 3's tokenizer");
+        let lines = common::tokenizer_corpus();
+        assert!(lines.len() >= 1000, "corpus has only {} lines", lines.len());
+        Fixture {
+            ours,
+            theirs,
+            lines,
+        }
+    })
+}
+
+fn llama_tokenize(
+    model: &LlamaModel,
+    text: &str,
+    add_special: bool,
+    parse_special: bool,
+) -> Vec<u32> {
+    model
+        .vocab()
+        .tokenize(text.as_bytes(), add_special, parse_special)
+        .into_iter()
+        .map(|t| t.0 as u32)
+        .collect()
+}
+
+fn show(tok: &Tokenizer, ids: &[u32]) -> String {
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&id| {
+            format!(
+                "{id}:{:?}",
+                String::from_utf8_lossy(tok.token_bytes(id, true))
+            )
+        })
+        .collect();
+    pieces.join(" ")
+}
+
+#[test]
+fn gemma_corpus_ids_match_llama_cpp_in_every_mode() {
+    let f = fixture();
+    assert_eq!(f.ours.model_name(), "llama");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (n, line) in f.lines.iter().enumerate() {
+        for (add_special, parse_special) in
+            [(false, false), (false, true), (true, false), (true, true)]
+        {
+            let ours = f
+                .ours
+                .encode(line, add_special, parse_special)
+                .expect("encode");
+            let theirs = llama_tokenize(&f.theirs, line, add_special, parse_special);
+            checked += 1;
+            if ours != theirs {
+                failures.push(format!(
+                    "line {} {:?} (add_special={add_special}, parse_special={parse_special})\n  strata:    {}\n  llama.cpp: {}",
+                    n + 1,
+                    line,
+                    show(&f.ours, &ours),
+                    show(&f.ours, &theirs)
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "Gemma 3: {} of {checked} (line, mode) encodings match llama.cpp ({} lines x 4 modes)",
+        checked - failures.len(),
+        f.lines.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches; first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn gemma_whole_corpus_as_one_text_matches_llama_cpp() {
+    let f = fixture();
+    let text = f.lines.join("\n");
+    for parse_special in [false, true] {
+        let ours = f.ours.encode(&text, true, parse_special).expect("encode");
+        let theirs = llama_tokenize(&f.theirs, &text, true, parse_special);
+        assert_eq!(ours.len(), theirs.len(), "parse_special={parse_special}");
+        assert!(ours == theirs, "parse_special={parse_special}: ids differ");
+    }
+}
+
+#[test]
+fn gemma_every_token_piece_matches_token_to_piece() {
+    let f = fixture();
+    let vocab = f.theirs.vocab();
+    assert_eq!(f.ours.n_vocab(), vocab.n_tokens() as usize);
+    let mut failures = Vec::new();
+    for id in 0..f.ours.n_vocab() as u32 {
+        for special in [false, true] {
+            let theirs = vocab.token_to_piece(LlamaToken::new(id as i32), special, None);
+            let ours = f.ours.token_bytes(id, special);
+            if ours != theirs.as_slice() {
+                failures.push(format!(
+                    "token {id} special={special}: {ours:?} vs {theirs:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
+}
+
+#[test]
+fn gemma_decode_round_trips_the_corpus() {
+    let f = fixture();
+    for line in &f.lines {
+        let plain = f.ours.encode(line, false, false).expect("encode");
+        assert_eq!(&f.ours.decode(&plain, false), line);
+        let parsed = f.ours.encode(line, false, true).expect("encode");
+        assert_eq!(&f.ours.decode(&parsed, true), line);
+        let mut stream = f.ours.stream_decoder();
+        let mut text = String::new();
+        for &id in &plain {
+            text.push_str(&stream.push(id));
+        }
+        text.push_str(&stream.finish());
+        assert_eq!(&text, line);
+    }
+}
+
+#[test]
+fn gemma_special_ids_and_end_of_generation_match() {
+    let f = fixture();
+    let vocab = f.theirs.vocab();
+    let id = |t: LlamaToken| u32::try_from(t.0).ok();
+    assert_eq!(f.ours.bos(), id(vocab.bos()));
+    assert_eq!(f.ours.eos(), id(vocab.eos()));
+    assert_eq!(f.ours.eot(), id(vocab.eot()));
+    assert_eq!(f.ours.add_bos(), vocab.should_add_bos());
+    assert_eq!(f.ours.add_eos(), vocab.should_add_eos());
+    let theirs: Vec<u32> = (0..f.ours.n_vocab() as u32)
+        .filter(|&i| vocab.is_eog(LlamaToken::new(i as i32)))
+        .collect();
+    assert_eq!(f.ours.eog_ids(), theirs);
+    assert!(!f.ours.add_space_prefix());
+    for i in 0..f.ours.n_vocab() as u32 {
+        let attr = vocab.attr(LlamaToken::new(i as i32));
+        assert_eq!(
+            u32::from(f.ours.token_attr(i).bits()),
+            attr.bits(),
+            "attributes of token {i}"
+        );
+    }
+}
+
+#[test]
+fn gemma_edge_inputs_match_llama_cpp() {
+    let f = fixture();
+    let inputs = common::tokenizer_edge_inputs();
+    let mut failures = Vec::new();
+    for text in &inputs {
+        for parse_special in [false, true] {
+            let ours = f.ours.encode(text, true, parse_special).expect("encode");
+            let theirs = llama_tokenize(&f.theirs, text, true, parse_special);
+            if ours != theirs {
+                failures.push(format!(
+                    "{:?}...",
+                    text.chars().take(40).collect::<String>()
+                ));
+            }
+        }
+    }
+    eprintln!("{} edge inputs x 2 modes checked", inputs.len());
+    assert!(
+        failures.is_empty(),
+        "{} mismatches: {}",
+        failures.len(),
+        failures.join(", ")
+    );
+}
+
+/// Gemma's vocabulary with `add_space_prefix` set and `add_bos_token`
+/// removed (the Llama 2 defaults): the prefix space after BOS and after
+/// each special token, and the leading-space strip of `decode`.
+#[test]
+fn space_prefix_variant_matches_llama_cpp() {
+    let f = fixture();
+    let source = GgufFile::open(common::gemma3()).expect("open Gemma 3");
+    let dir = std::env::temp_dir().join(format!("strata-spm-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut w = GgufWriter::new();
+    for (k, v) in source.metadata() {
+        w.set(k.clone(), v.clone());
+    }
+    w.set("tokenizer.ggml.add_space_prefix", Value::Bool(true));
+    w.remove("tokenizer.ggml.add_bos_token");
+    let path = dir.join("spm-prefix.gguf");
+    w.write_file(&path).expect("write vocab-only GGUF");
+    let params = LlamaModelParams::default().with_vocab_only(true);
+    let theirs =
+        LlamaModel::load_from_file(backend(), &path, &params).expect("llama.cpp loads the copy");
+    let ours = Tokenizer::from_gguf(&GgufFile::open(&path).expect("open copy"))
+        .expect("Strata loads the copy");
+    assert!(ours.add_space_prefix());
+    assert_eq!(ours.add_bos(), theirs.vocab().should_add_bos());
+    let mut failures = Vec::new();
+    let mut matched = 0;
+    let edges = common::tokenizer_edge_inputs();
+    for line in f.lines.iter().chain(&edges) {
+        for (add_special, parse_special) in [(false, false), (true, true)] {
+            let a = ours.encode(line, add_special, parse_special).expect("encode");
+            let b = llama_tokenize(&theirs, line, add_special, parse_special);
+            if a == b {
+                matched += 1;
+            } else if failures.len() < 15 {
+                failures.push(format!(
+                    "{line:?} (add_special={add_special})\n  strata:    {}\n  llama.cpp: {}",
+                    show(&ours, &a),
+                    show(&ours, &b)
+                ));
+            }
+            // llama_detokenize(remove_special = false) drops the space the
+            // prefix added (only when the first token is not BOS).
+            let theirs_text = String::from_utf8_lossy(&theirs.vocab().detokenize(
+                &b.iter().map(|&t| LlamaToken::new(t as i32)).collect::<Vec<_>>(),
+                false,
+                parse_special,
+            ))
+            .into_owned();
+            let ours_text = ours.decode(&a, parse_special);
+            if ours_text != theirs_text && failures.len() < 15 {
+                failures.push(format!("decode {line:?}: {ours_text:?} vs {theirs_text:?}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    eprintln!(
+        "add_space_prefix variant: {matched}/{} match",
+        2 * (f.lines.len() + edges.len())
+    );
+    assert!(failures.is_empty(), "mismatches:\n{}", failures.join("\n"));
+}
