@@ -7,7 +7,11 @@
 //! (49152 × 576). The matrices other than the head fit in L2, so these are
 //! compute-bound figures; a full model streams from memory.
 //!
-//! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
+//! With `--features llama-cpp`, ggml's own CPU `vec_dot` for the type runs
+//! on the same rows (one call per row, as ggml's matmul makes) under the id
+//! `<type>/ggml`.
+//!
+//! `cargo bench --bench kernels [--features llama-cpp] -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use strata::kernels::{row_dot_for, Isa};
@@ -85,7 +89,47 @@ fn bench_case(c: &mut Criterion, group: &str, ty: GgmlType, rows: usize, cols: u
             });
         }
     }
+    #[cfg(feature = "llama-cpp")]
+    {
+        let rb = w.len() / rows;
+        let f = ggml::vec_dot(ty);
+        g.bench_function(BenchmarkId::new(&name, "ggml"), |b| {
+            b.iter(|| {
+                for (o, r) in out.iter_mut().zip(w.chunks_exact(rb)) {
+                    *o = f(cols, std::hint::black_box(r), &a);
+                }
+                std::hint::black_box(&out);
+            })
+        });
+    }
     g.finish();
+}
+
+/// ggml's CPU kernels, through the llama.cpp build the parity tests use.
+#[cfg(feature = "llama-cpp")]
+mod ggml {
+    use llama_cpp_sys_2 as sys;
+    use strata::quant::{self, GgmlType};
+
+    /// ggml's `vec_dot` for weight type `ty` as a closure over one row.
+    pub fn vec_dot(ty: GgmlType) -> impl Fn(usize, &[u8], &[u8]) -> f32 {
+        // SAFETY: ggml_cpu_init only fills ggml's lookup tables; the traits
+        // of a valid type id are static.
+        let t = unsafe {
+            sys::ggml_cpu_init();
+            *sys::ggml_get_type_traits_cpu(ty.id() as sys::ggml_type)
+        };
+        assert_eq!(t.vec_dot_type, quant::vec_dot_type(ty).id() as sys::ggml_type);
+        let f = t.vec_dot.expect("vec_dot");
+        move |n, w, a| {
+            assert!(w.len() >= ty.row_bytes(n as u64).unwrap() as usize);
+            let mut s = 0f32;
+            // SAFETY: `w` holds n values of `ty` (checked) and `a` is the
+            // matching activation row built by the caller; one result.
+            unsafe { f(n as i32, &mut s, 0, w.as_ptr().cast(), 0, a.as_ptr().cast(), 0, 1) };
+            s
+        }
+    }
 }
 
 fn kernels(c: &mut Criterion) {

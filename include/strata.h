@@ -84,6 +84,16 @@
 #define STRATA_DIGEST_LEN 32
 
 /**
+ * Bytes of a frame before its payload.
+ */
+#define STRATA_FRAME_HEADER_LEN 80
+
+/**
+ * Bytes of a frame after its payload (the BLAKE3 checksum).
+ */
+#define STRATA_FRAME_CHECKSUM_LEN 32
+
+/**
  * No token: used in strata_model_info fields for a special token the model lacks.
  */
 #define STRATA_TOKEN_NONE UINT32_MAX
@@ -126,16 +136,6 @@
  * their text (by default they produce no bytes).
  */
 #define STRATA_DETOKENIZE_RENDER_SPECIAL 1
-
-/**
- * Bytes of a frame before its payload.
- */
-#define STRATA_FRAME_HEADER_LEN 80
-
-/**
- * Bytes of a frame after its payload (the BLAKE3 checksum).
- */
-#define STRATA_FRAME_CHECKSUM_LEN 32
 
 /**
  * What a call did. STRATA_OK (0) is success; every other value is a
@@ -310,149 +310,62 @@ typedef struct strata_session strata_session;
 typedef struct strata_shard strata_shard;
 
 /**
- * Severity of a log message; a lower number is more severe.
+ * What the rows of a frame are.
  */
-typedef uint32_t strata_log_level;
+typedef uint32_t strata_frame_kind;
 
 /**
- * Receives log messages. `message` is NUL-terminated UTF-8 of
- * `message_len` bytes (without the NUL), valid only during the call.
- * Called on whichever thread produced the message, possibly on several
- * threads at once: it must be thread-safe. It must not call
- * strata_set_log_callback (that returns STRATA_BUSY); messages the library
- * produces while the callback runs on the same thread are dropped.
+ * Element type of a frame's payload.
  */
-typedef void (*strata_log_fn)(void *user_data,
-                              strata_log_level level,
-                              const char *message,
-                              size_t message_len);
+typedef uint32_t strata_dtype;
 
 /**
- * A stage of strata_model_load, reported to the progress callback in this
- * order.
+ * A frame's header fields. Filled by strata_frame_decode; read by
+ * strata_frame_encode_floats. Set struct_size to sizeof(strata_frame_info).
  */
-typedef uint32_t strata_load_stage;
-
-/**
- * Called during strata_model_load on the loading thread. `progress` is in
- * [0, 1]. Return true to go on, false to cancel: the load then frees
- * everything and returns STRATA_CANCELLED.
- */
-typedef bool (*strata_progress_fn)(void *user_data, strata_load_stage stage, float progress);
-
-/**
- * How to load a model. Set struct_size to sizeof(strata_load_options) and
- * start from strata_load_options_default(); NULL options mean the defaults.
- */
-typedef struct strata_load_options {
+typedef struct strata_frame_info {
     /**
      * sizeof(this struct), set by the caller (see the conventions).
      */
     uint32_t struct_size;
     /**
-     * Worker threads for this model's compute; 0 (default) = one per core.
+     * A STRATA_FRAME_* kind.
      */
-    uint32_t n_threads;
+    strata_frame_kind kind;
     /**
-     * First layer to load. With layer_end 0 (default) the whole model (or
-     * the whole range a shard file holds) is loaded and layer_start must be 0.
+     * A STRATA_DTYPE_* element type.
      */
-    uint32_t layer_start;
+    strata_dtype dtype;
     /**
-     * One past the last layer to load; 0 = all. Loading a range gives a
-     * shard: only the first layer range takes tokens, only the last one
-     * gives logits.
+     * Index of the first layer that consumes the frame (0 for tokens, the
+     * layer count for logits).
      */
-    uint32_t layer_end;
+    uint32_t boundary;
     /**
-     * Optional progress callback (NULL: none).
+     * Digest of the model the frame belongs to.
      */
-    strata_progress_fn progress;
+    uint8_t model[32];
     /**
-     * Passed to `progress` unchanged.
+     * The sender's session id; a shard keeps one KV cache per id.
      */
-    void *progress_user_data;
-} strata_load_options;
-
-/**
- * What a model is. Set struct_size to sizeof(strata_model_info) before
- * calling strata_model_get_info().
- */
-typedef struct strata_model_info {
+    uint64_t session;
     /**
-     * sizeof(this struct), set by the caller (see the conventions).
+     * Position of the first row in the session.
      */
-    uint32_t struct_size;
+    uint64_t position;
     /**
-     * Layers of the whole model.
+     * Rows (tokens).
      */
-    uint32_t n_layer;
+    uint32_t n_tokens;
     /**
-     * The layers this handle holds: [layer_start, layer_end).
+     * Values per row.
      */
-    uint32_t layer_start;
+    uint32_t width;
     /**
-     * One past the last layer this handle holds.
+     * Payload bytes (n_tokens * width * size of dtype).
      */
-    uint32_t layer_end;
-    /**
-     * Width of the hidden states (values per row of a hidden-state frame).
-     */
-    uint32_t n_embd;
-    /**
-     * Vocabulary size (values per row of logits).
-     */
-    uint32_t n_vocab;
-    /**
-     * Context length the model was trained with.
-     */
-    uint32_t n_ctx_train;
-    /**
-     * Attention (query) heads.
-     */
-    uint32_t n_head;
-    /**
-     * Key/value heads (fewer than n_head with grouped-query attention).
-     */
-    uint32_t n_head_kv;
-    /**
-     * Worker threads of this model.
-     */
-    uint32_t n_threads;
-    /**
-     * Beginning-of-sequence token, or STRATA_TOKEN_NONE.
-     */
-    uint32_t bos;
-    /**
-     * End-of-sequence token, or STRATA_TOKEN_NONE.
-     */
-    uint32_t eos;
-    /**
-     * End-of-turn token, or STRATA_TOKEN_NONE.
-     */
-    uint32_t eot;
-    /**
-     * STRATA_MODEL_* bits.
-     */
-    uint32_t flags;
-} strata_model_info;
-
-/**
- * How to create a session. Set struct_size to sizeof(strata_session_options);
- * NULL options mean the defaults.
- */
-typedef struct strata_session_options {
-    /**
-     * sizeof(this struct), set by the caller (see the conventions).
-     */
-    uint32_t struct_size;
-    /**
-     * Most positions (prompt + generated tokens) the session may hold;
-     * 0 (default) = the model's training context, capped at 4096. The KV
-     * cache grows on demand up to this.
-     */
-    uint32_t n_ctx;
-} strata_session_options;
+    uint64_t payload_len;
+} strata_frame_info;
 
 /**
  * Sampling parameters. Set struct_size to sizeof(strata_sampler_params) and
@@ -609,62 +522,149 @@ typedef struct strata_completion {
 } strata_completion;
 
 /**
- * What the rows of a frame are.
+ * Severity of a log message; a lower number is more severe.
  */
-typedef uint32_t strata_frame_kind;
+typedef uint32_t strata_log_level;
 
 /**
- * Element type of a frame's payload.
+ * Receives log messages. `message` is NUL-terminated UTF-8 of
+ * `message_len` bytes (without the NUL), valid only during the call.
+ * Called on whichever thread produced the message, possibly on several
+ * threads at once: it must be thread-safe. It must not call
+ * strata_set_log_callback (that returns STRATA_BUSY); messages the library
+ * produces while the callback runs on the same thread are dropped.
  */
-typedef uint32_t strata_dtype;
+typedef void (*strata_log_fn)(void *user_data,
+                              strata_log_level level,
+                              const char *message,
+                              size_t message_len);
 
 /**
- * A frame's header fields. Filled by strata_frame_decode; read by
- * strata_frame_encode_floats. Set struct_size to sizeof(strata_frame_info).
+ * A stage of strata_model_load, reported to the progress callback in this
+ * order.
  */
-typedef struct strata_frame_info {
+typedef uint32_t strata_load_stage;
+
+/**
+ * Called during strata_model_load on the loading thread. `progress` is in
+ * [0, 1]. Return true to go on, false to cancel: the load then frees
+ * everything and returns STRATA_CANCELLED.
+ */
+typedef bool (*strata_progress_fn)(void *user_data, strata_load_stage stage, float progress);
+
+/**
+ * How to load a model. Set struct_size to sizeof(strata_load_options) and
+ * start from strata_load_options_default(); NULL options mean the defaults.
+ */
+typedef struct strata_load_options {
     /**
      * sizeof(this struct), set by the caller (see the conventions).
      */
     uint32_t struct_size;
     /**
-     * A STRATA_FRAME_* kind.
+     * Worker threads for this model's compute; 0 (default) = one per core.
      */
-    strata_frame_kind kind;
+    uint32_t n_threads;
     /**
-     * A STRATA_DTYPE_* element type.
+     * First layer to load. With layer_end 0 (default) the whole model (or
+     * the whole range a shard file holds) is loaded and layer_start must be 0.
      */
-    strata_dtype dtype;
+    uint32_t layer_start;
     /**
-     * Index of the first layer that consumes the frame (0 for tokens, the
-     * layer count for logits).
+     * One past the last layer to load; 0 = all. Loading a range gives a
+     * shard: only the first layer range takes tokens, only the last one
+     * gives logits.
      */
-    uint32_t boundary;
+    uint32_t layer_end;
     /**
-     * Digest of the model the frame belongs to.
+     * Optional progress callback (NULL: none).
      */
-    uint8_t model[32];
+    strata_progress_fn progress;
     /**
-     * The sender's session id; a shard keeps one KV cache per id.
+     * Passed to `progress` unchanged.
      */
-    uint64_t session;
+    void *progress_user_data;
+} strata_load_options;
+
+/**
+ * What a model is. Set struct_size to sizeof(strata_model_info) before
+ * calling strata_model_get_info().
+ */
+typedef struct strata_model_info {
     /**
-     * Position of the first row in the session.
+     * sizeof(this struct), set by the caller (see the conventions).
      */
-    uint64_t position;
+    uint32_t struct_size;
     /**
-     * Rows (tokens).
+     * Layers of the whole model.
      */
-    uint32_t n_tokens;
+    uint32_t n_layer;
     /**
-     * Values per row.
+     * The layers this handle holds: [layer_start, layer_end).
      */
-    uint32_t width;
+    uint32_t layer_start;
     /**
-     * Payload bytes (n_tokens * width * size of dtype).
+     * One past the last layer this handle holds.
      */
-    uint64_t payload_len;
-} strata_frame_info;
+    uint32_t layer_end;
+    /**
+     * Width of the hidden states (values per row of a hidden-state frame).
+     */
+    uint32_t n_embd;
+    /**
+     * Vocabulary size (values per row of logits).
+     */
+    uint32_t n_vocab;
+    /**
+     * Context length the model was trained with.
+     */
+    uint32_t n_ctx_train;
+    /**
+     * Attention (query) heads.
+     */
+    uint32_t n_head;
+    /**
+     * Key/value heads (fewer than n_head with grouped-query attention).
+     */
+    uint32_t n_head_kv;
+    /**
+     * Worker threads of this model.
+     */
+    uint32_t n_threads;
+    /**
+     * Beginning-of-sequence token, or STRATA_TOKEN_NONE.
+     */
+    uint32_t bos;
+    /**
+     * End-of-sequence token, or STRATA_TOKEN_NONE.
+     */
+    uint32_t eos;
+    /**
+     * End-of-turn token, or STRATA_TOKEN_NONE.
+     */
+    uint32_t eot;
+    /**
+     * STRATA_MODEL_* bits.
+     */
+    uint32_t flags;
+} strata_model_info;
+
+/**
+ * How to create a session. Set struct_size to sizeof(strata_session_options);
+ * NULL options mean the defaults.
+ */
+typedef struct strata_session_options {
+    /**
+     * sizeof(this struct), set by the caller (see the conventions).
+     */
+    uint32_t struct_size;
+    /**
+     * Most positions (prompt + generated tokens) the session may hold;
+     * 0 (default) = the model's training context, capped at 4096. The KV
+     * cache grows on demand up to this.
+     */
+    uint32_t n_ctx;
+} strata_session_options;
 
 /**
  * Limits that bound a shard's memory, and the element type of the hidden
@@ -689,7 +689,7 @@ typedef struct strata_shard_limits {
      * STRATA_DTYPE_F32 (default, exact), F16 or BF16 (half the bytes; the
      * next shard's input then differs) for the hidden-state frames sent.
      */
-    uint32_t output_dtype;
+    strata_dtype output_dtype;
 } strata_shard_limits;
 
 /**
@@ -705,6 +705,66 @@ typedef struct strata_layer_range {
      */
     uint32_t end;
 } strata_layer_range;
+
+/**
+ * Token ids (width 1, dtype STRATA_DTYPE_U32): the first shard's input.
+ */
+#define STRATA_FRAME_TOKENS 0
+
+/**
+ * Hidden states between shards (width = n_embd).
+ */
+#define STRATA_FRAME_HIDDEN 1
+
+/**
+ * Logits from the last shard (width = n_vocab).
+ */
+#define STRATA_FRAME_LOGITS 2
+
+/**
+ * 32-bit IEEE float (exact hidden states).
+ */
+#define STRATA_DTYPE_F32 0
+
+/**
+ * 16-bit IEEE float (half the bytes of f32).
+ */
+#define STRATA_DTYPE_F16 1
+
+/**
+ * bfloat16 (the top half of an f32).
+ */
+#define STRATA_DTYPE_BF16 2
+
+/**
+ * 32-bit unsigned integer (token ids only).
+ */
+#define STRATA_DTYPE_U32 3
+
+/**
+ * The model produced an end-of-generation token.
+ */
+#define STRATA_STOP_EOG 1
+
+/**
+ * max_tokens tokens were generated.
+ */
+#define STRATA_STOP_MAX_TOKENS 2
+
+/**
+ * A stop string appeared (the text delivered ends before it).
+ */
+#define STRATA_STOP_STRING 3
+
+/**
+ * The token callback returned false.
+ */
+#define STRATA_STOP_CALLBACK 4
+
+/**
+ * The session's context is full.
+ */
+#define STRATA_STOP_CONTEXT_FULL 5
 
 /**
  * Something failed and the library could not do what it was asked.
@@ -749,66 +809,6 @@ typedef struct strata_layer_range {
  */
 #define STRATA_LOAD_DONE 4
 
-/**
- * The model produced an end-of-generation token.
- */
-#define STRATA_STOP_EOG 1
-
-/**
- * max_tokens tokens were generated.
- */
-#define STRATA_STOP_MAX_TOKENS 2
-
-/**
- * A stop string appeared (the text delivered ends before it).
- */
-#define STRATA_STOP_STRING 3
-
-/**
- * The token callback returned false.
- */
-#define STRATA_STOP_CALLBACK 4
-
-/**
- * The session's context is full.
- */
-#define STRATA_STOP_CONTEXT_FULL 5
-
-/**
- * Token ids (width 1, dtype STRATA_DTYPE_U32): the first shard's input.
- */
-#define STRATA_FRAME_TOKENS 0
-
-/**
- * Hidden states between shards (width = n_embd).
- */
-#define STRATA_FRAME_HIDDEN 1
-
-/**
- * Logits from the last shard (width = n_vocab).
- */
-#define STRATA_FRAME_LOGITS 2
-
-/**
- * 32-bit IEEE float (exact hidden states).
- */
-#define STRATA_DTYPE_F32 0
-
-/**
- * 16-bit IEEE float (half the bytes of f32).
- */
-#define STRATA_DTYPE_F16 1
-
-/**
- * bfloat16 (the top half of an f32).
- */
-#define STRATA_DTYPE_BF16 2
-
-/**
- * 32-bit unsigned integer (token ids only).
- */
-#define STRATA_DTYPE_U32 3
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -825,13 +825,6 @@ const char *strata_version(void);
  * the STRATA_ABI_VERSION it was compiled with.
  */
 uint32_t strata_abi_version(void);
-
-/**
- * The name of a status as a static NUL-terminated string, e.g.
- * "STRATA_CONTEXT_FULL"; "STRATA_UNKNOWN_STATUS" for a number this library
- * does not define. Never free the result.
- */
-const char *strata_status_name(int32_t status);
 
 /**
  * Copy the message of the last failed call on this thread into `buf`
@@ -851,6 +844,112 @@ enum strata_status strata_last_error(char *buf, size_t len, size_t *written);
  * Length in bytes (without the NUL) of the calling thread's last error.
  */
 size_t strata_last_error_length(void);
+
+/**
+ * Encode a frame of `n_tokens` token ids for the first shard of the model
+ * whose digest is `model_digest` (32 bytes), for session `session` starting
+ * at `position`, into `out` (`out_cap` bytes); `*out_len` receives the
+ * frame length (80 + 4 * n_tokens + 32; query it with out_cap 0).
+ */
+enum strata_status strata_frame_encode_tokens(const uint8_t *model_digest,
+                                              size_t model_digest_len,
+                                              uint64_t session,
+                                              uint64_t position,
+                                              const uint32_t *tokens,
+                                              size_t n_tokens,
+                                              uint8_t *out,
+                                              size_t out_cap,
+                                              size_t *out_len);
+
+/**
+ * Encode a frame of float rows: `header` gives kind (HIDDEN or LOGITS),
+ * dtype (F32, F16 or BF16: the values are converted), model, boundary,
+ * session, position and width; its n_tokens and payload_len are ignored
+ * (they follow from `n_values`, which must be a non-zero multiple of width).
+ */
+enum strata_status strata_frame_encode_floats(const struct strata_frame_info *header,
+                                              const float *values,
+                                              size_t n_values,
+                                              uint8_t *out,
+                                              size_t out_cap,
+                                              size_t *out_len);
+
+/**
+ * Decode and validate frame bytes (magic, version, kind, dtype, sizes,
+ * checksum) and describe them in `*info` (struct_size set first).
+ * STRATA_FRAME_MALFORMED or STRATA_FRAME_CHECKSUM when invalid.
+ */
+enum strata_status strata_frame_decode(const uint8_t *frame,
+                                       size_t frame_len,
+                                       struct strata_frame_info *info);
+
+/**
+ * Total length of the frame whose first 80 bytes (at least) are at
+ * `header`, after checking the fixed header fields: for reading frames
+ * from a stream.
+ */
+enum strata_status strata_frame_length(const uint8_t *header, size_t header_len, size_t *frame_len);
+
+/**
+ * The token ids of a (validated) tokens frame into `tokens`; `*n_tokens`
+ * receives the count. STRATA_FRAME_WRONG_KIND for a float frame.
+ */
+enum strata_status strata_frame_tokens(const uint8_t *frame,
+                                       size_t frame_len,
+                                       uint32_t *tokens,
+                                       size_t max_tokens,
+                                       size_t *n_tokens);
+
+/**
+ * The values of a (validated) float frame as f32 (converted from f16/bf16)
+ * into `values`; `*n_values` receives n_tokens * width.
+ * STRATA_FRAME_WRONG_KIND for a tokens frame.
+ */
+enum strata_status strata_frame_values(const uint8_t *frame,
+                                       size_t frame_len,
+                                       float *values,
+                                       size_t max_values,
+                                       size_t *n_values);
+
+/**
+ * The output digest of a (validated) frame: BLAKE3 of its payload, equal
+ * on every node that computed the same thing, into `out` (32 bytes).
+ */
+enum strata_status strata_frame_payload_digest(const uint8_t *frame,
+                                               size_t frame_len,
+                                               uint8_t *out,
+                                               size_t out_len);
+
+/**
+ * Fill `*options` with the defaults. Set options->struct_size first.
+ */
+enum strata_status strata_generate_options_default(struct strata_generate_options *options);
+
+/**
+ * Tokenize `prompt` (UTF-8, `prompt_len` bytes), evaluate it after what
+ * the session holds, and generate, calling options->on_token for each
+ * token. `completion` may be NULL; when given (struct_size set) it receives
+ * the summary. Stopping (end of generation, max_tokens, a stop string, the
+ * callback, a full context) is success. Errors: STRATA_EMPTY_INPUT (no
+ * prompt tokens), STRATA_CONTEXT_FULL (the prompt does not fit: the session
+ * is unchanged), STRATA_INVALID_ARGUMENT (bad sampler parameters). If a
+ * later step fails, the tokens already delivered stay in the session.
+ */
+enum strata_status strata_generate(struct strata_session *session,
+                                   const char *prompt,
+                                   size_t prompt_len,
+                                   const struct strata_generate_options *options,
+                                   struct strata_completion *completion);
+
+/**
+ * As strata_generate, with the prompt given as token ids (options->flags
+ * is then ignored). STRATA_TOKEN_OUT_OF_RANGE for a bad id.
+ */
+enum strata_status strata_generate_tokens(struct strata_session *session,
+                                          const uint32_t *tokens,
+                                          size_t n_tokens,
+                                          const struct strata_generate_options *options,
+                                          struct strata_completion *completion);
 
 /**
  * Set (or, with `callback` NULL, remove) the library's log callback.
@@ -956,54 +1055,59 @@ enum strata_status strata_model_digest_hex(const struct strata_model *model,
                                            size_t *out_len);
 
 /**
- * Tokenize UTF-8 `text` (`text_len` bytes; NULL allowed when 0) with
- * STRATA_TOKENIZE_* `flags` into `tokens` (room for `max_tokens` ids);
- * `*n_tokens` receives the count. When the ids do not fit, returns
- * STRATA_BUFFER_TOO_SMALL with the count needed in `*n_tokens` (pass
- * max_tokens 0 to ask). Empty text gives 0 tokens (or just BOS).
+ * Fill `*params` with the defaults (llama.cpp's, seed 42). Set
+ * params->struct_size first.
  */
-enum strata_status strata_tokenize(const struct strata_model *model,
-                                   const char *text,
-                                   size_t text_len,
-                                   uint32_t flags,
-                                   uint32_t *tokens,
-                                   size_t max_tokens,
-                                   size_t *n_tokens);
+enum strata_status strata_sampler_params_default(struct strata_sampler_params *params);
 
 /**
- * The bytes of one token into `buf` (`len` bytes; not NUL-terminated: a
- * piece can be part of a UTF-8 character); `*out_len` receives their
- * count. Control tokens give no bytes unless `flags` has
- * STRATA_DETOKENIZE_RENDER_SPECIAL. STRATA_TOKEN_OUT_OF_RANGE for an id
- * not below the vocabulary size.
+ * Fill `*params` for plain argmax: temperature 0, every filter and
+ * penalty off. Set params->struct_size first.
  */
-enum strata_status strata_token_to_piece(const struct strata_model *model,
-                                         uint32_t token,
-                                         uint32_t flags,
-                                         uint8_t *buf,
-                                         size_t len,
-                                         size_t *out_len);
+enum strata_status strata_sampler_params_greedy(struct strata_sampler_params *params);
 
 /**
- * Token ids to text into `buf`, NUL-terminated (`*out_len` excludes the
- * NUL). Byte sequences that are not UTF-8 become U+FFFD. Flags as for
- * strata_token_to_piece. STRATA_TOKEN_OUT_OF_RANGE if any id is out of range.
+ * Create a sampler. STRATA_INVALID_ARGUMENT names the first bad parameter
+ * (a non-finite value, top_p or min_p outside [0, 1], repeat_penalty <= 0).
+ * Free it with strata_sampler_free.
  */
-enum strata_status strata_detokenize(const struct strata_model *model,
-                                     const uint32_t *tokens,
-                                     size_t n_tokens,
-                                     uint32_t flags,
-                                     char *buf,
-                                     size_t len,
-                                     size_t *out_len);
+enum strata_status strata_sampler_new(const struct strata_sampler_params *params,
+                                      struct strata_sampler **sampler);
 
 /**
- * Whether `token` ends generation (EOS, end of turn, ...): `*is_eog`
- * receives the answer. STRATA_TOKEN_OUT_OF_RANGE for an id out of range.
+ * Free a sampler (NULL is accepted).
  */
-enum strata_status strata_token_is_eog(const struct strata_model *model,
-                                       uint32_t token,
-                                       bool *is_eog);
+void strata_sampler_free(struct strata_sampler *sampler);
+
+/**
+ * Pick a token from `n_logits` logits (NaN counts as -inf) and accept it
+ * (it enters the penalty window); `*token` receives it.
+ * STRATA_INVALID_ARGUMENT for empty logits.
+ */
+enum strata_status strata_sampler_sample(struct strata_sampler *sampler,
+                                         const float *logits,
+                                         size_t n_logits,
+                                         uint32_t *token);
+
+/**
+ * As strata_sampler_sample, from the session's last logits (no copy).
+ * STRATA_INVALID_STATE when the session has none (see
+ * strata_session_logits).
+ */
+enum strata_status strata_sampler_sample_session(struct strata_sampler *sampler,
+                                                 const struct strata_session *session,
+                                                 uint32_t *token);
+
+/**
+ * Put a token the sampler did not pick (e.g. a prompt token) into its
+ * penalty window.
+ */
+enum strata_status strata_sampler_accept(struct strata_sampler *sampler, uint32_t token);
+
+/**
+ * Forget the penalty window and restart the RNG from the seed.
+ */
+enum strata_status strata_sampler_reset(struct strata_sampler *sampler);
 
 /**
  * Open a session on a model that holds both the token embedding and the
@@ -1082,167 +1186,6 @@ enum strata_status strata_session_tokens(const struct strata_session *session,
  * Fill `*options` with the defaults. Set options->struct_size first.
  */
 enum strata_status strata_session_options_default(struct strata_session_options *options);
-
-/**
- * Fill `*params` with the defaults (llama.cpp's, seed 42). Set
- * params->struct_size first.
- */
-enum strata_status strata_sampler_params_default(struct strata_sampler_params *params);
-
-/**
- * Fill `*params` for plain argmax: temperature 0, every filter and
- * penalty off. Set params->struct_size first.
- */
-enum strata_status strata_sampler_params_greedy(struct strata_sampler_params *params);
-
-/**
- * Create a sampler. STRATA_INVALID_ARGUMENT names the first bad parameter
- * (a non-finite value, top_p or min_p outside [0, 1], repeat_penalty <= 0).
- * Free it with strata_sampler_free.
- */
-enum strata_status strata_sampler_new(const struct strata_sampler_params *params,
-                                      struct strata_sampler **sampler);
-
-/**
- * Free a sampler (NULL is accepted).
- */
-void strata_sampler_free(struct strata_sampler *sampler);
-
-/**
- * Pick a token from `n_logits` logits (NaN counts as -inf) and accept it
- * (it enters the penalty window); `*token` receives it.
- * STRATA_INVALID_ARGUMENT for empty logits.
- */
-enum strata_status strata_sampler_sample(struct strata_sampler *sampler,
-                                         const float *logits,
-                                         size_t n_logits,
-                                         uint32_t *token);
-
-/**
- * As strata_sampler_sample, from the session's last logits (no copy).
- * STRATA_INVALID_STATE when the session has none (see
- * strata_session_logits).
- */
-enum strata_status strata_sampler_sample_session(struct strata_sampler *sampler,
-                                                 const struct strata_session *session,
-                                                 uint32_t *token);
-
-/**
- * Put a token the sampler did not pick (e.g. a prompt token) into its
- * penalty window.
- */
-enum strata_status strata_sampler_accept(struct strata_sampler *sampler, uint32_t token);
-
-/**
- * Forget the penalty window and restart the RNG from the seed.
- */
-enum strata_status strata_sampler_reset(struct strata_sampler *sampler);
-
-/**
- * Fill `*options` with the defaults. Set options->struct_size first.
- */
-enum strata_status strata_generate_options_default(struct strata_generate_options *options);
-
-/**
- * Tokenize `prompt` (UTF-8, `prompt_len` bytes), evaluate it after what
- * the session holds, and generate, calling options->on_token for each
- * token. `completion` may be NULL; when given (struct_size set) it receives
- * the summary. Stopping (end of generation, max_tokens, a stop string, the
- * callback, a full context) is success. Errors: STRATA_EMPTY_INPUT (no
- * prompt tokens), STRATA_CONTEXT_FULL (the prompt does not fit: the session
- * is unchanged), STRATA_INVALID_ARGUMENT (bad sampler parameters). If a
- * later step fails, the tokens already delivered stay in the session.
- */
-enum strata_status strata_generate(struct strata_session *session,
-                                   const char *prompt,
-                                   size_t prompt_len,
-                                   const struct strata_generate_options *options,
-                                   struct strata_completion *completion);
-
-/**
- * As strata_generate, with the prompt given as token ids (options->flags
- * is then ignored). STRATA_TOKEN_OUT_OF_RANGE for a bad id.
- */
-enum strata_status strata_generate_tokens(struct strata_session *session,
-                                          const uint32_t *tokens,
-                                          size_t n_tokens,
-                                          const struct strata_generate_options *options,
-                                          struct strata_completion *completion);
-
-/**
- * Encode a frame of `n_tokens` token ids for the first shard of the model
- * whose digest is `model_digest` (32 bytes), for session `session` starting
- * at `position`, into `out` (`out_cap` bytes); `*out_len` receives the
- * frame length (80 + 4 * n_tokens + 32; query it with out_cap 0).
- */
-enum strata_status strata_frame_encode_tokens(const uint8_t *model_digest,
-                                              size_t model_digest_len,
-                                              uint64_t session,
-                                              uint64_t position,
-                                              const uint32_t *tokens,
-                                              size_t n_tokens,
-                                              uint8_t *out,
-                                              size_t out_cap,
-                                              size_t *out_len);
-
-/**
- * Encode a frame of float rows: `header` gives kind (HIDDEN or LOGITS),
- * dtype (F32, F16 or BF16: the values are converted), model, boundary,
- * session, position and width; its n_tokens and payload_len are ignored
- * (they follow from `n_values`, which must be a non-zero multiple of width).
- */
-enum strata_status strata_frame_encode_floats(const struct strata_frame_info *header,
-                                              const float *values,
-                                              size_t n_values,
-                                              uint8_t *out,
-                                              size_t out_cap,
-                                              size_t *out_len);
-
-/**
- * Decode and validate frame bytes (magic, version, kind, dtype, sizes,
- * checksum) and describe them in `*info` (struct_size set first).
- * STRATA_FRAME_MALFORMED or STRATA_FRAME_CHECKSUM when invalid.
- */
-enum strata_status strata_frame_decode(const uint8_t *frame,
-                                       size_t frame_len,
-                                       struct strata_frame_info *info);
-
-/**
- * Total length of the frame whose first 80 bytes (at least) are at
- * `header`, after checking the fixed header fields: for reading frames
- * from a stream.
- */
-enum strata_status strata_frame_length(const uint8_t *header, size_t header_len, size_t *frame_len);
-
-/**
- * The token ids of a (validated) tokens frame into `tokens`; `*n_tokens`
- * receives the count. STRATA_FRAME_WRONG_KIND for a float frame.
- */
-enum strata_status strata_frame_tokens(const uint8_t *frame,
-                                       size_t frame_len,
-                                       uint32_t *tokens,
-                                       size_t max_tokens,
-                                       size_t *n_tokens);
-
-/**
- * The values of a (validated) float frame as f32 (converted from f16/bf16)
- * into `values`; `*n_values` receives n_tokens * width.
- * STRATA_FRAME_WRONG_KIND for a tokens frame.
- */
-enum strata_status strata_frame_values(const uint8_t *frame,
-                                       size_t frame_len,
-                                       float *values,
-                                       size_t max_values,
-                                       size_t *n_values);
-
-/**
- * The output digest of a (validated) frame: BLAKE3 of its payload, equal
- * on every node that computed the same thing, into `out` (32 bytes).
- */
-enum strata_status strata_frame_payload_digest(const uint8_t *frame,
-                                               size_t frame_len,
-                                               uint8_t *out,
-                                               size_t out_len);
 
 /**
  * Fill `*limits` with the defaults. Set limits->struct_size first.
@@ -1338,7 +1281,7 @@ enum strata_status strata_shard_digest(const struct strata_shard *shard,
  * loading one gives a model whose digest is the whole model's.
  *
  * `paths`, `paths_cap` and `paths_len` are optional (all NULL/0 to skip):
- * when given, the written paths, each followed by '\n', are copied to
+ * when given, the written paths, each followed by a newline, are copied to
  * `paths` NUL-terminated. If they would not fit, nothing is written and
  * STRATA_BUFFER_TOO_SMALL returns the length needed in `*paths_len`.
  * Errors: STRATA_INVALID_ARGUMENT (no ranges, a range empty or past the
@@ -1352,6 +1295,63 @@ enum strata_status strata_split(const char *model_path,
                                 char *paths,
                                 size_t paths_cap,
                                 size_t *paths_len);
+
+/**
+ * The name of a status as a static NUL-terminated string, e.g.
+ * "STRATA_CONTEXT_FULL"; "STRATA_UNKNOWN_STATUS" for a number this library
+ * does not define. Never free the result.
+ */
+const char *strata_status_name(int32_t status);
+
+/**
+ * Tokenize UTF-8 `text` (`text_len` bytes; NULL allowed when 0) with
+ * STRATA_TOKENIZE_* `flags` into `tokens` (room for `max_tokens` ids);
+ * `*n_tokens` receives the count. When the ids do not fit, returns
+ * STRATA_BUFFER_TOO_SMALL with the count needed in `*n_tokens` (pass
+ * max_tokens 0 to ask). Empty text gives 0 tokens (or just BOS).
+ */
+enum strata_status strata_tokenize(const struct strata_model *model,
+                                   const char *text,
+                                   size_t text_len,
+                                   uint32_t flags,
+                                   uint32_t *tokens,
+                                   size_t max_tokens,
+                                   size_t *n_tokens);
+
+/**
+ * The bytes of one token into `buf` (`len` bytes; not NUL-terminated: a
+ * piece can be part of a UTF-8 character); `*out_len` receives their
+ * count. Control tokens give no bytes unless `flags` has
+ * STRATA_DETOKENIZE_RENDER_SPECIAL. STRATA_TOKEN_OUT_OF_RANGE for an id
+ * not below the vocabulary size.
+ */
+enum strata_status strata_token_to_piece(const struct strata_model *model,
+                                         uint32_t token,
+                                         uint32_t flags,
+                                         uint8_t *buf,
+                                         size_t len,
+                                         size_t *out_len);
+
+/**
+ * Token ids to text into `buf`, NUL-terminated (`*out_len` excludes the
+ * NUL). Byte sequences that are not UTF-8 become U+FFFD. Flags as for
+ * strata_token_to_piece. STRATA_TOKEN_OUT_OF_RANGE if any id is out of range.
+ */
+enum strata_status strata_detokenize(const struct strata_model *model,
+                                     const uint32_t *tokens,
+                                     size_t n_tokens,
+                                     uint32_t flags,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_len);
+
+/**
+ * Whether `token` ends generation (EOS, end of turn, ...): `*is_eog`
+ * receives the answer. STRATA_TOKEN_OUT_OF_RANGE for an id out of range.
+ */
+enum strata_status strata_token_is_eog(const struct strata_model *model,
+                                       uint32_t token,
+                                       bool *is_eog);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -57,7 +57,7 @@ pub enum Error {
     MissingTensor(String),
     #[error("unknown architecture '{name}' (supported: {supported})")]
     UnknownArchitecture { name: String, supported: String },
-    #[error("unsupported tokenizer model '{0}' (supported: gpt2)")]
+    #[error("unsupported tokenizer model '{0}' (supported: gpt2, llama)")]
     UnsupportedTokenizer(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -67,9 +67,18 @@ fn macro_value(header: &str, name: &str) -> String {
 #[test]
 fn header_version_macros_match_cargo_toml() {
     let header = std::fs::read_to_string(header_path()).expect("include/strata.h");
-    assert_eq!(macro_value(&header, "STRATA_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MAJOR"));
-    assert_eq!(macro_value(&header, "STRATA_VERSION_MINOR"), env!("CARGO_PKG_VERSION_MINOR"));
-    assert_eq!(macro_value(&header, "STRATA_VERSION_PATCH"), env!("CARGO_PKG_VERSION_PATCH"));
+    assert_eq!(
+        macro_value(&header, "STRATA_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MAJOR")
+    );
+    assert_eq!(
+        macro_value(&header, "STRATA_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_MINOR")
+    );
+    assert_eq!(
+        macro_value(&header, "STRATA_VERSION_PATCH"),
+        env!("CARGO_PKG_VERSION_PATCH")
+    );
     assert_eq!(
         macro_value(&header, "STRATA_ABI_VERSION"),
         strata::ffi::STRATA_ABI_VERSION.to_string()
@@ -85,9 +94,15 @@ fn header_documents_everything() {
     let header = std::fs::read_to_string(header_path()).expect("include/strata.h");
     let lines: Vec<&str> = header.lines().collect();
     let is_fn = |l: &str| {
-        ["enum strata_status strata_", "void strata_", "const char *strata_", "uint32_t strata_", "size_t strata_"]
-            .iter()
-            .any(|p| l.starts_with(p))
+        [
+            "enum strata_status strata_",
+            "void strata_",
+            "const char *strata_",
+            "uint32_t strata_",
+            "size_t strata_",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
     };
     let mut in_struct = false;
     let mut undocumented = Vec::new();
@@ -98,7 +113,10 @@ fn header_documents_everything() {
         } else if l.starts_with('}') {
             in_struct = false;
         }
-        let field = in_struct && l.starts_with("    ") && !l.trim_start().starts_with(['/', '*']) && !l.trim().is_empty();
+        let field = in_struct
+            && l.starts_with("    ")
+            && !l.trim_start().starts_with(['/', '*'])
+            && !l.trim().is_empty();
         let decl = l.starts_with("typedef ")
             || (l.starts_with("#define STRATA_") && !l.starts_with("#define STRATA_H"))
             || is_fn(l)
@@ -107,12 +125,20 @@ fn header_documents_everything() {
             continue;
         }
         checked += 1;
-        let prev = lines[..i].iter().rev().find(|p| !p.trim().is_empty()).copied().unwrap_or("");
+        let prev = lines[..i]
+            .iter()
+            .rev()
+            .find(|p| !p.trim().is_empty())
+            .copied()
+            .unwrap_or("");
         if !prev.trim_end().ends_with("*/") {
             undocumented.push(l.to_string());
         }
     }
-    assert!(checked > 150, "only {checked} declarations found: is the parser broken?");
+    assert!(
+        checked > 150,
+        "only {checked} declarations found: is the parser broken?"
+    );
     assert!(
         undocumented.is_empty(),
         "undocumented declarations in include/strata.h:\n{}",

@@ -40,19 +40,23 @@ fn synth_path(tag: &str) -> CString {
 }
 
 fn load(path: &CString, start: u32, end: u32) -> Model {
-    let mut o = strata_load_options {
-        struct_size: std::mem::size_of::<strata_load_options>() as u32,
+    let o = strata_load_options {
+        layer_start: start,
+        layer_end: end,
+        n_threads: 2,
         ..Default::default()
     };
-    o.layer_start = start;
-    o.layer_end = end;
-    o.n_threads = 2;
     let mut m = ptr::null_mut();
     ok(unsafe { strata_model_load(path.as_ptr(), &o, &mut m) });
     Model(m)
 }
 
-unsafe extern "C" fn collect(ud: *mut std::ffi::c_void, token: u32, _t: *const std::ffi::c_char, _n: usize) -> bool {
+unsafe extern "C" fn collect(
+    ud: *mut std::ffi::c_void,
+    token: u32,
+    _t: *const std::ffi::c_char,
+    _n: usize,
+) -> bool {
     (*(ud as *mut Vec<u32>)).push(token);
     true
 }
@@ -67,13 +71,21 @@ fn generate(m: &Model, prompt: &str, seed: u64, n: u32) -> Vec<u32> {
         sp.seed = seed;
         sp.temperature = 1.0;
         let mut out: Vec<u32> = Vec::new();
-        let mut g = strata_generate_options::default();
-        g.max_tokens = n;
-        g.sampler = &sp;
-        g.on_token = Some(collect);
-        g.user_data = &mut out as *mut Vec<u32> as *mut _;
-        g.flags = 0;
-        ok(strata_generate(s, prompt.as_ptr() as *const _, prompt.len(), &g, ptr::null_mut()));
+        let g = strata_generate_options {
+            max_tokens: n,
+            sampler: &sp,
+            on_token: Some(collect),
+            user_data: &mut out as *mut Vec<u32> as *mut _,
+            flags: 0,
+            ..Default::default()
+        };
+        ok(strata_generate(
+            s,
+            prompt.as_ptr() as *const _,
+            prompt.len(),
+            &g,
+            ptr::null_mut(),
+        ));
         strata_session_free(s);
         out
     }
@@ -86,7 +98,10 @@ fn sessions_on_one_model_from_many_threads_equal_a_serial_run() {
     let jobs: Vec<(String, u64)> = (0..12)
         .map(|i| (format!("prompt number {i} says hello"), i as u64 * 7 + 1))
         .collect();
-    let serial: Vec<Vec<u32>> = jobs.iter().map(|(p, s)| generate(&model, p, *s, 12)).collect();
+    let serial: Vec<Vec<u32>> = jobs
+        .iter()
+        .map(|(p, s)| generate(&model, p, *s, 12))
+        .collect();
     assert!(serial.iter().all(|t| t.len() == 12 || !t.is_empty()));
     // Four threads, each running three of the jobs, interleaved.
     let parallel: Vec<Vec<(usize, Vec<u32>)>> = std::thread::scope(|scope| {
@@ -130,17 +145,43 @@ fn a_shard_serves_sessions_from_many_threads_like_a_serial_run() {
         let mut outs = Vec::new();
         let mut pos = 0u64;
         for step in 0..6u32 {
-            let ids: Vec<u32> = (0..(if step == 0 { 5 } else { 1 })).map(|k| (session as u32 * 13 + step * 3 + k) % 300).collect();
+            let ids: Vec<u32> = (0..(if step == 0 { 5 } else { 1 }))
+                .map(|k| (session as u32 * 13 + step * 3 + k) % 300)
+                .collect();
             unsafe {
                 let mut buf = vec![0u8; 4096];
                 let mut n = 0;
-                ok(strata_frame_encode_tokens(digest.as_ptr(), 32, session, pos, ids.as_ptr(), ids.len(), buf.as_mut_ptr(), buf.len(), &mut n));
+                ok(strata_frame_encode_tokens(
+                    digest.as_ptr(),
+                    32,
+                    session,
+                    pos,
+                    ids.as_ptr(),
+                    ids.len(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut n,
+                ));
                 let mut mid = vec![0u8; 65536];
                 let mut m = 0;
-                ok(strata_shard_forward(s0.0, buf.as_ptr(), n, mid.as_mut_ptr(), mid.len(), &mut m));
+                ok(strata_shard_forward(
+                    s0.0,
+                    buf.as_ptr(),
+                    n,
+                    mid.as_mut_ptr(),
+                    mid.len(),
+                    &mut m,
+                ));
                 let mut out = vec![0u8; 65536];
                 let mut o = 0;
-                ok(strata_shard_forward(s1.0, mid.as_ptr(), m, out.as_mut_ptr(), out.len(), &mut o));
+                ok(strata_shard_forward(
+                    s1.0,
+                    mid.as_ptr(),
+                    m,
+                    out.as_mut_ptr(),
+                    out.len(),
+                    &mut o,
+                ));
                 outs.push(mid[..m].to_vec());
                 outs.push(out[..o].to_vec());
             }
@@ -156,7 +197,11 @@ fn a_shard_serves_sessions_from_many_threads_like_a_serial_run() {
             let (b0, b1, serial, run) = (&b0, &b1, &serial, &run);
             scope.spawn(move || {
                 for sid in (t..8).step_by(4) {
-                    assert_eq!(run(b0, b1, sid), serial[sid as usize], "session {sid} differs");
+                    assert_eq!(
+                        run(b0, b1, sid),
+                        serial[sid as usize],
+                        "session {sid} differs"
+                    );
                 }
             });
         }
@@ -180,8 +225,10 @@ fn a_session_used_from_two_threads_is_refused_not_raced() {
     unsafe impl Send for Session {}
     unsafe impl Sync for Session {}
     let mut s = ptr::null_mut();
-    let mut opts = strata_session_options::default();
-    opts.n_ctx = 4096;
+    let opts = strata_session_options {
+        n_ctx: 4096,
+        ..Default::default()
+    };
     ok(unsafe { strata_session_new(model.0, &opts, &mut s) });
     let s = Session(s);
     let (mut fed, mut busy) = (0usize, 0usize);
@@ -210,7 +257,10 @@ fn a_session_used_from_two_threads_is_refused_not_raced() {
     }
     let mut pos = 0;
     ok(unsafe { strata_session_position(s.0, &mut pos) });
-    assert_eq!(pos, fed, "every successful feed added one position ({busy} were refused)");
+    assert_eq!(
+        pos, fed,
+        "every successful feed added one position ({busy} were refused)"
+    );
     unsafe {
         strata_session_free(s.0);
         strata_model_free(model.0);

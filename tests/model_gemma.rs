@@ -32,7 +32,10 @@ fn gemma_hyperparameters_follow_llama_cpp() {
     let c = m.config();
     assert_eq!(c.arch, "gemma3");
     assert_eq!((c.n_layer, c.n_embd, c.n_ff), (18, 640, 2048));
-    assert_eq!((c.n_head, c.n_head_kv, c.head_dim_k, c.head_dim_v), (4, 1, 256, 256));
+    assert_eq!(
+        (c.n_head, c.n_head_kv, c.head_dim_k, c.head_dim_v),
+        (4, 1, 256, 256)
+    );
     assert_eq!(c.n_vocab, 262_144);
     assert_eq!(c.rms_eps, 1e-6);
     assert_eq!(c.rope.layout, RopeLayout::Neox);
@@ -123,7 +126,11 @@ fn gemma_two_shards_match_the_whole_model() {
     let from_files: Vec<Model> = files.iter().map(|f| load(f, None)).collect();
     let (tokens, logits) = chain_greedy(&from_files, &prompt, 24);
     assert_eq!(tokens, want_tokens);
-    assert_eq!(bits(&logits), bits(&want_logits), "final logits differ (shard files)");
+    assert_eq!(
+        bits(&logits),
+        bits(&want_logits),
+        "final logits differ (shard files)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "Gemma 3, shards 0..{k} + {k}..18: {} greedy tokens identical to the whole model",

@@ -65,7 +65,9 @@ impl Ctx {
         unsafe {
             let t = match ne.len() {
                 1 => sys::ggml_new_tensor_1d(self.0, sys::GGML_TYPE_F32, ne[0] as i64),
-                2 => sys::ggml_new_tensor_2d(self.0, sys::GGML_TYPE_F32, ne[0] as i64, ne[1] as i64),
+                2 => {
+                    sys::ggml_new_tensor_2d(self.0, sys::GGML_TYPE_F32, ne[0] as i64, ne[1] as i64)
+                }
                 _ => sys::ggml_new_tensor_3d(
                     self.0,
                     sys::GGML_TYPE_F32,
@@ -245,7 +247,11 @@ fn rope_matches_ggml_in_both_layouts() {
             );
             ctx.compute(out, x.len(), 2)
         };
-        assert_bits(&ours, &theirs, &format!("rope {layout:?} {head_dim}/{n_rot}"));
+        assert_bits(
+            &ours,
+            &theirs,
+            &format!("rope {layout:?} {head_dim}/{n_rot}"),
+        );
     }
 }
 

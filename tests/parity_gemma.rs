@@ -52,7 +52,9 @@ fn load(path: &std::path::Path) -> Arc<Model> {
             path,
             &LoadOptions {
                 n_threads: Some(2),
-                layers: None, ..Default::default()},
+                layers: None,
+                ..Default::default()
+            },
         )
         .unwrap(),
     )
@@ -109,7 +111,10 @@ fn gemma_greedy_tokens_match_llama_cpp_on_twenty_prompts() {
             model.tokenizer().decode(&ours, false)
         );
     }
-    eprintln!("Gemma 3 greedy: {identical}/{} prompts identical", prompts.len());
+    eprintln!(
+        "Gemma 3 greedy: {identical}/{} prompts identical",
+        prompts.len()
+    );
     assert!(
         failures.is_empty(),
         "greedy divergence:\n{}",
@@ -188,7 +193,11 @@ fn gemma_logits_near_llama_cpp_default_kernels() {
         ids.len()
     );
     assert!(worst <= DEFAULT_KERNELS_TOLERANCE, "{worst}");
-    assert!(argmax_equal * 10 >= ids.len() * 9, "{argmax_equal}/{}", ids.len());
+    assert!(
+        argmax_equal * 10 >= ids.len() * 9,
+        "{argmax_equal}/{}",
+        ids.len()
+    );
 }
 
 /// A prompt longer than the 512-position sliding window: the local layers

@@ -260,7 +260,9 @@ fn space_prefix_variant_matches_llama_cpp() {
     let edges = common::tokenizer_edge_inputs();
     for line in f.lines.iter().chain(&edges) {
         for (add_special, parse_special) in [(false, false), (true, true)] {
-            let a = ours.encode(line, add_special, parse_special).expect("encode");
+            let a = ours
+                .encode(line, add_special, parse_special)
+                .expect("encode");
             let b = llama_tokenize(&theirs, line, add_special, parse_special);
             if a == b {
                 matched += 1;
@@ -273,11 +275,15 @@ fn space_prefix_variant_matches_llama_cpp() {
             }
             // llama_detokenize(remove_special = false) drops the space the
             // prefix added (only when the first token is not BOS).
-            let theirs_text = String::from_utf8_lossy(&theirs.vocab().detokenize(
-                &b.iter().map(|&t| LlamaToken::new(t as i32)).collect::<Vec<_>>(),
-                false,
-                parse_special,
-            ))
+            let theirs_text = String::from_utf8_lossy(
+                &theirs.vocab().detokenize(
+                    &b.iter()
+                        .map(|&t| LlamaToken::new(t as i32))
+                        .collect::<Vec<_>>(),
+                    false,
+                    parse_special,
+                ),
+            )
             .into_owned();
             let ours_text = ours.decode(&a, parse_special);
             if ours_text != theirs_text && failures.len() < 15 {

@@ -8,7 +8,7 @@ use std::mem::{align_of, size_of};
 use std::path::PathBuf;
 use std::ptr;
 
-use super::boundary::{fail, FfiResult, Failure};
+use super::boundary::{fail, Failure, FfiResult};
 use super::status::strata_status::{self, *};
 
 fn null(name: &str) -> Failure {
@@ -26,8 +26,14 @@ fn check_align<T>(p: *const T, name: &str) -> FfiResult {
 }
 
 fn check_len<T>(len: usize, name: &str) -> FfiResult {
-    if len.checked_mul(size_of::<T>().max(1)).map_or(true, |b| b > isize::MAX as usize) {
-        return Err(fail(STRATA_INVALID_ARGUMENT, format!("'{name}' length {len} is too large")));
+    if len
+        .checked_mul(size_of::<T>().max(1))
+        .map_or(true, |b| b > isize::MAX as usize)
+    {
+        return Err(fail(
+            STRATA_INVALID_ARGUMENT,
+            format!("'{name}' length {len} is too large"),
+        ));
     }
     Ok(())
 }
@@ -47,7 +53,10 @@ pub(crate) unsafe fn in_slice<'a, T>(p: *const T, len: usize, name: &str) -> Ffi
         return Ok(&[]);
     }
     if p.is_null() {
-        return Err(fail(STRATA_NULL_POINTER, format!("'{name}' is NULL but its length is {len}")));
+        return Err(fail(
+            STRATA_NULL_POINTER,
+            format!("'{name}' is NULL but its length is {len}"),
+        ));
     }
     check_align(p, name)?;
     check_len::<T>(len, name)?;
@@ -60,7 +69,10 @@ pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, name: &str) -> FfiR
         return Ok(&mut []);
     }
     if p.is_null() {
-        return Err(fail(STRATA_NULL_POINTER, format!("'{name}' is NULL but its length is {len}")));
+        return Err(fail(
+            STRATA_NULL_POINTER,
+            format!("'{name}' is NULL but its length is {len}"),
+        ));
     }
     check_align(p, name)?;
     check_len::<T>(len, name)?;
@@ -71,12 +83,21 @@ pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, name: &str) -> FfiR
 /// `b` (`b_len` values) are disjoint: Rust may not read memory it is
 /// writing through another reference, so overlapping buffers are refused
 /// rather than given a meaning.
-pub(crate) fn disjoint<A, B>(a: *const A, a_len: usize, b: *const B, b_len: usize, what: &str) -> FfiResult {
+pub(crate) fn disjoint<A, B>(
+    a: *const A,
+    a_len: usize,
+    b: *const B,
+    b_len: usize,
+    what: &str,
+) -> FfiResult {
     let (a0, b0) = (a as usize, b as usize);
     let a1 = a0.saturating_add(a_len.saturating_mul(size_of::<A>()));
     let b1 = b0.saturating_add(b_len.saturating_mul(size_of::<B>()));
     if a_len > 0 && b_len > 0 && a0 < b1 && b0 < a1 {
-        return Err(fail(STRATA_INVALID_ARGUMENT, format!("{what}: the input and output buffers overlap")));
+        return Err(fail(
+            STRATA_INVALID_ARGUMENT,
+            format!("{what}: the input and output buffers overlap"),
+        ));
     }
     Ok(())
 }
@@ -99,7 +120,10 @@ pub(crate) unsafe fn path(p: *const c_char, name: &str) -> FfiResult<PathBuf> {
     }
     let c = CStr::from_ptr(p);
     if c.is_empty() {
-        return Err(fail(STRATA_INVALID_ARGUMENT, format!("'{name}' is an empty path")));
+        return Err(fail(
+            STRATA_INVALID_ARGUMENT,
+            format!("'{name}' is an empty path"),
+        ));
     }
     #[cfg(unix)]
     {
@@ -184,7 +208,10 @@ impl<'a, T: Copy> OutBuf<'a, T> {
             unsafe { ptr::write(self.len_out.0, needed) };
             return Err(fail(
                 STRATA_BUFFER_TOO_SMALL,
-                format!("the buffer holds {} values, {needed} are needed", self.buf.len()),
+                format!(
+                    "the buffer holds {} values, {needed} are needed",
+                    self.buf.len()
+                ),
             ));
         }
         Ok(())
@@ -292,7 +319,10 @@ pub(crate) unsafe fn read_struct<T: SizedStruct>(p: *const T, name: &str) -> Ffi
 }
 
 /// As [`read_struct`], with NULL meaning "all defaults".
-pub(crate) unsafe fn read_struct_or_default<T: SizedStruct>(p: *const T, name: &str) -> FfiResult<T> {
+pub(crate) unsafe fn read_struct_or_default<T: SizedStruct>(
+    p: *const T,
+    name: &str,
+) -> FfiResult<T> {
     if p.is_null() {
         Ok(T::default())
     } else {
@@ -344,6 +374,216 @@ impl<T: SizedStruct> OutStruct<T> {
 }
 
 /// Map `Option<T>` to a required argument with a clear message.
-pub(crate) fn required<T>(v: Option<T>, status: strata_status, message: impl Into<String>) -> FfiResult<T> {
+pub(crate) fn required<T>(
+    v: Option<T>,
+    status: strata_status,
+    message: impl Into<String>,
+) -> FfiResult<T> {
     v.ok_or_else(|| fail(status, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Opts {
+        struct_size: u32,
+        a: u32,
+        b: u64,
+    }
+
+    impl Default for Opts {
+        fn default() -> Self {
+            Opts {
+                struct_size: size_of::<Self>() as u32,
+                a: 7,
+                b: 9,
+            }
+        }
+    }
+
+    unsafe impl SizedStruct for Opts {
+        const NAME: &'static str = "opts";
+        const MIN_SIZE: usize = 8;
+    }
+
+    /// A caller's struct: ours plus two trailing words.
+    #[repr(C)]
+    struct Bigger {
+        o: Opts,
+        extra: [u64; 2],
+    }
+
+    #[test]
+    fn input_structs_follow_the_struct_size_rules() {
+        let status = |r: FfiResult<Opts>| r.map_err(|f| f.status);
+        let v = Opts {
+            struct_size: 16,
+            a: 1,
+            b: 2,
+        };
+        assert_eq!(status(unsafe { read_struct(&v, "v") }), Ok(v));
+        // An older, smaller caller: fields it lacks keep their defaults.
+        let old = Opts {
+            struct_size: 8,
+            a: 1,
+            b: 2,
+        };
+        assert_eq!(
+            status(unsafe { read_struct(&old, "v") }),
+            Ok(Opts {
+                struct_size: 8,
+                a: 1,
+                b: 9
+            })
+        );
+        for size in [0, 4, 7, MAX_STRUCT_SIZE as u32 + 1] {
+            let bad = Opts {
+                struct_size: size,
+                ..v
+            };
+            assert_eq!(
+                status(unsafe { read_struct(&bad, "v") }),
+                Err(STRATA_STRUCT_SIZE),
+                "size {size}"
+            );
+        }
+        // A newer caller: accepted only when the unknown bytes are zero.
+        let mut big = Bigger {
+            o: Opts {
+                struct_size: size_of::<Bigger>() as u32,
+                a: 3,
+                b: 4,
+            },
+            extra: [0, 0],
+        };
+        assert_eq!(
+            status(unsafe { read_struct(&big.o, "v") }).map(|o| o.a),
+            Ok(3)
+        );
+        big.extra[1] = 1;
+        assert_eq!(
+            status(unsafe { read_struct(&big.o, "v") }),
+            Err(STRATA_STRUCT_SIZE)
+        );
+        assert_eq!(
+            status(unsafe { read_struct(ptr::null::<Opts>(), "v") }),
+            Err(STRATA_NULL_POINTER)
+        );
+        assert_eq!(
+            status(unsafe { read_struct_or_default(ptr::null::<Opts>(), "v") }),
+            Ok(Opts::default())
+        );
+    }
+
+    #[test]
+    fn output_structs_fill_what_fits_and_zero_the_rest() {
+        let mut big = Bigger {
+            o: Opts {
+                struct_size: size_of::<Bigger>() as u32,
+                a: 0,
+                b: 0,
+            },
+            extra: [u64::MAX; 2],
+        };
+        unsafe { OutStruct::new(&mut big.o, "o") }
+            .unwrap()
+            .write(Opts {
+                struct_size: 1,
+                a: 5,
+                b: 6,
+            });
+        assert_eq!(
+            (big.o.struct_size as usize, big.o.a, big.o.b, big.extra),
+            (size_of::<Bigger>(), 5, 6, [0, 0])
+        );
+        let mut old = Opts {
+            struct_size: 8,
+            a: 0,
+            b: 0,
+        };
+        unsafe { OutStruct::new(&mut old, "o") }
+            .unwrap()
+            .write(Opts {
+                struct_size: 1,
+                a: 5,
+                b: 6,
+            });
+        assert_eq!(
+            old,
+            Opts {
+                struct_size: 8,
+                a: 5,
+                b: 0
+            }
+        );
+    }
+
+    #[test]
+    fn buffers_report_the_length_needed_and_nothing_else() {
+        let mut buf = [0u32; 2];
+        let mut n = 99usize;
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), 2, &mut n, "buf") }.unwrap();
+        assert_eq!(
+            out.fill(&[1, 2, 3]).map_err(|f| f.status),
+            Err(STRATA_BUFFER_TOO_SMALL)
+        );
+        assert_eq!((n, buf), (3, [0, 0]));
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), 2, &mut n, "buf") }.unwrap();
+        out.fill(&[4, 5]).unwrap();
+        assert_eq!((n, buf), (2, [4, 5]));
+        let mut text = [1 as c_char; 4];
+        let out = unsafe { OutBuf::new(text.as_mut_ptr(), 4, &mut n, "t") }.unwrap();
+        assert_eq!(
+            out.fill_text(b"abcd").map_err(|f| f.status),
+            Err(STRATA_BUFFER_TOO_SMALL)
+        );
+        assert_eq!(n, 4);
+        let out = unsafe { OutBuf::new(text.as_mut_ptr(), 4, &mut n, "t") }.unwrap();
+        out.fill_text(b"abc").unwrap();
+        assert_eq!(
+            (n, text),
+            (3, [b'a' as c_char, b'b' as c_char, b'c' as c_char, 0])
+        );
+        assert!(unsafe { OutBuf::new(ptr::null_mut::<u32>(), 0, &mut n, "b") }.is_ok());
+        assert!(unsafe { OutBuf::new(ptr::null_mut::<u32>(), 1, &mut n, "b") }.is_err());
+        assert!(unsafe { OutBuf::new(buf.as_mut_ptr(), 2, ptr::null_mut(), "b") }.is_err());
+    }
+
+    #[test]
+    fn overlapping_buffers_are_refused() {
+        let buf = [0u8; 16];
+        let p = buf.as_ptr();
+        assert!(disjoint(p, 8, unsafe { p.add(8) }, 8, "x").is_ok());
+        assert!(disjoint(p, 9, unsafe { p.add(8) }, 8, "x").is_err());
+        assert!(disjoint(p, 0, p, 8, "x").is_ok());
+        assert!(disjoint(p as *const u32, 2, unsafe { p.add(4) }, 1, "x").is_err());
+    }
+
+    #[test]
+    fn text_and_slices_are_checked() {
+        let bad = [0xffu8, 0xfe];
+        fn st(r: FfiResult<&str>) -> Result<&str, strata_status> {
+            r.map_err(|f| f.status)
+        }
+        assert_eq!(
+            st(unsafe { text(bad.as_ptr() as *const c_char, 2, "t") }),
+            Err(STRATA_INVALID_UTF8)
+        );
+        assert_eq!(st(unsafe { text(ptr::null(), 0, "t") }), Ok(""));
+        assert_eq!(
+            st(unsafe { text(ptr::null(), 1, "t") }),
+            Err(STRATA_NULL_POINTER)
+        );
+        let words = [0u32; 4];
+        let odd = unsafe { (words.as_ptr() as *const u8).add(1) } as *const u32;
+        assert_eq!(
+            unsafe { in_slice(odd, 1, "w") }.map_err(|f| f.status).err(),
+            Some(STRATA_INVALID_ARGUMENT)
+        );
+        assert_eq!(flags(3, 3, "f").ok(), Some(3));
+        assert!(flags(4, 3, "f").is_err());
+    }
 }

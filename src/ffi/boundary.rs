@@ -59,7 +59,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 fn record_panic(payload: Box<dyn Any + Send>) {
-    let msg = format!("internal error (a Rust panic, caught): {}", panic_message(&*payload));
+    let msg = format!(
+        "internal error (a Rust panic, caught): {}",
+        panic_message(&*payload)
+    );
     // Dropping the payload could itself panic; never let that escape.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     log_error!("{msg}");

@@ -73,7 +73,12 @@ fn kind_from(v: strata_frame_kind) -> FfiResult<FrameKind> {
         STRATA_FRAME_TOKENS => FrameKind::Tokens,
         STRATA_FRAME_HIDDEN => FrameKind::Hidden,
         STRATA_FRAME_LOGITS => FrameKind::Logits,
-        _ => return Err(fail(STRATA_INVALID_ARGUMENT, format!("{v} is not a STRATA_FRAME_* kind"))),
+        _ => {
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                format!("{v} is not a STRATA_FRAME_* kind"),
+            ))
+        }
     })
 }
 
@@ -83,7 +88,12 @@ pub(crate) fn dtype_from(v: strata_dtype) -> FfiResult<DType> {
         STRATA_DTYPE_F16 => DType::F16,
         STRATA_DTYPE_BF16 => DType::BF16,
         STRATA_DTYPE_U32 => DType::U32,
-        _ => return Err(fail(STRATA_INVALID_ARGUMENT, format!("{v} is not a STRATA_DTYPE_* type"))),
+        _ => {
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                format!("{v} is not a STRATA_DTYPE_* type"),
+            ))
+        }
     })
 }
 
@@ -150,7 +160,13 @@ pub unsafe extern "C" fn strata_frame_encode_tokens(
 ) -> strata_status {
     ffi_guard!({
         args::disjoint(tokens, n_tokens, out, out_cap, "tokens and out")?;
-        args::disjoint(model_digest, model_digest_len, out, out_cap, "model_digest and out")?;
+        args::disjoint(
+            model_digest,
+            model_digest_len,
+            out,
+            out_cap,
+            "model_digest and out",
+        )?;
         let model = digest_arg(model_digest, model_digest_len)?;
         let tokens = args::in_slice(tokens, n_tokens, "tokens")?;
         let mut out = OutBuf::new(out, out_cap, out_len, "out")?;
@@ -158,7 +174,10 @@ pub unsafe extern "C" fn strata_frame_encode_tokens(
             return Err(fail(STRATA_EMPTY_INPUT, "a frame needs at least one token"));
         }
         if tokens.len() > u32::MAX as usize {
-            return Err(fail(STRATA_INVALID_ARGUMENT, "more than 2^32-1 tokens in one frame"));
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                "more than 2^32-1 tokens in one frame",
+            ));
         }
         out.reserve(encoded_len(tokens.len(), DType::U32)?)?;
         out.fill(&Frame::tokens(model, session, position, tokens).encode())
@@ -191,14 +210,30 @@ pub unsafe extern "C" fn strata_frame_encode_floats(
         if h.width == 0 || values.len() % h.width as usize != 0 {
             return Err(fail(
                 STRATA_INVALID_ARGUMENT,
-                format!("{} values are not whole rows of width {}", values.len(), h.width),
+                format!(
+                    "{} values are not whole rows of width {}",
+                    values.len(),
+                    h.width
+                ),
             ));
         }
         if values.len() / h.width as usize > u32::MAX as usize {
-            return Err(fail(STRATA_INVALID_ARGUMENT, "more than 2^32-1 rows in one frame"));
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                "more than 2^32-1 rows in one frame",
+            ));
         }
         out.reserve(encoded_len(values.len(), dtype)?)?;
-        let f = Frame::floats(kind, dtype, Digest(h.model), h.boundary, h.session, h.position, h.width, values)?;
+        let f = Frame::floats(
+            kind,
+            dtype,
+            Digest(h.model),
+            h.boundary,
+            h.session,
+            h.position,
+            h.width,
+            values,
+        )?;
         out.fill(&f.encode())
     })
 }

@@ -30,7 +30,12 @@ pub struct strata_str {
 /// call still returns STRATA_OK. Calls on the same session from inside the
 /// callback return STRATA_BUSY.
 pub type strata_token_fn = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, token: u32, text: *const c_char, text_len: usize) -> bool,
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        token: u32,
+        text: *const c_char,
+        text_len: usize,
+    ) -> bool,
 >;
 
 /// Why generation ended (strata_completion.stop_reason).
@@ -118,7 +123,9 @@ unsafe impl SizedStruct for strata_completion {
 
 /// Fill `*options` with the defaults. Set options->struct_size first.
 #[no_mangle]
-pub unsafe extern "C" fn strata_generate_options_default(options: *mut strata_generate_options) -> strata_status {
+pub unsafe extern "C" fn strata_generate_options_default(
+    options: *mut strata_generate_options,
+) -> strata_status {
     ffi_guard!({
         OutStruct::new(options, "options")?.write(strata_generate_options::default());
         Ok(())
@@ -144,7 +151,10 @@ unsafe fn request(options: *const strata_generate_options) -> FfiResult<Request>
         "options->flags",
     )?;
     let mut stop = Vec::new();
-    for (i, s) in args::in_slice(o.stop, o.n_stop, "options->stop")?.iter().enumerate() {
+    for (i, s) in args::in_slice(o.stop, o.n_stop, "options->stop")?
+        .iter()
+        .enumerate()
+    {
         stop.push(args::text(s.data, s.len, &format!("options->stop[{i}]"))?.to_string());
     }
     Ok(Request {
@@ -170,7 +180,14 @@ fn run(mut stream: TokenStream<'_>, req: &Request) -> FfiResult<strata_completio
             text.push(0);
             // SAFETY: the caller's callback, called as documented; `text`
             // lives until it returns.
-            let go_on = unsafe { cb(req.user_data, ev.id, text.as_ptr() as *const c_char, ev.text.len()) };
+            let go_on = unsafe {
+                cb(
+                    req.user_data,
+                    ev.id,
+                    text.as_ptr() as *const c_char,
+                    ev.text.len(),
+                )
+            };
             if !go_on {
                 stream.stop(StopReason::Callback);
             }

@@ -81,7 +81,14 @@ pub(crate) fn emit(level: strata_log_level, args: fmt::Arguments) {
     IN_CALLBACK.with(|c| c.set(true));
     // SAFETY: the caller gave us this function and promised it can be
     // called from any thread with this user_data until it is replaced.
-    unsafe { (sink.callback)(sink.user_data as *mut c_void, level, msg.as_ptr() as *const c_char, len) };
+    unsafe {
+        (sink.callback)(
+            sink.user_data as *mut c_void,
+            level,
+            msg.as_ptr() as *const c_char,
+            len,
+        )
+    };
     IN_CALLBACK.with(|c| c.set(false));
 }
 
@@ -116,7 +123,10 @@ pub unsafe extern "C" fn strata_set_log_callback(
             callback,
             user_data: user_data as usize,
         });
-        MAX_LEVEL.store(if sink.is_some() { max_level } else { 0 }, Ordering::Relaxed);
+        MAX_LEVEL.store(
+            if sink.is_some() { max_level } else { 0 },
+            Ordering::Relaxed,
+        );
         Ok(())
     })
 }

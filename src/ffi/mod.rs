@@ -5,13 +5,13 @@
 //! The conventions every function follows are written once, at the top of
 //! the header (the `header` text in `cbindgen.toml`). In Rust terms:
 //!
-//! - every `extern "C"` body runs inside [`ffi_guard!`], which catches panics
+//! - every `extern "C"` body runs inside `ffi_guard!`, which catches panics
 //!   (a panic becomes `STRATA_PANIC`, never an abort) and turns a
-//!   [`boundary::Failure`] into a status plus the thread's last error;
-//! - arguments are read through [`args`], which checks every pointer,
+//!   `boundary::Failure` into a status plus the thread's last error;
+//! - arguments are read through `args`, which checks every pointer,
 //!   length, alignment, UTF-8 and `struct_size` before any work is done, so
 //!   a call that fails on a bad argument changes nothing;
-//! - out-parameters are [`args::Out`] / [`args::OutBuf`] values, written only
+//! - out-parameters are `args::Out` / `args::OutBuf` values, written only
 //!   at the end of a successful call.
 //!
 //! Files, one per thing owned: `boundary` (the panic boundary), `status`
@@ -53,29 +53,31 @@ macro_rules! log_warn { ($($arg:tt)*) => { log_at!($crate::ffi::log::STRATA_LOG_
 macro_rules! log_info { ($($arg:tt)*) => { log_at!($crate::ffi::log::STRATA_LOG_INFO, $($arg)*) }; }
 macro_rules! log_debug { ($($arg:tt)*) => { log_at!($crate::ffi::log::STRATA_LOG_DEBUG, $($arg)*) }; }
 
-
 mod args;
 mod boundary;
 
 // Declared in the order the header presents them.
-pub mod status;
 pub mod error;
+pub mod frame;
+pub mod generate;
 pub mod log;
 pub mod model;
-pub mod tokenize;
-pub mod session;
 pub mod sampler;
-pub mod generate;
-pub mod frame;
+pub mod session;
 pub mod shard;
 pub mod split;
+pub mod status;
+pub mod tokenize;
 
 use std::ffi::c_char;
 
 pub use error::*;
 pub use frame::*;
 pub use generate::*;
-pub use log::{strata_log_fn, strata_log_level, strata_set_log_callback, STRATA_LOG_DEBUG, STRATA_LOG_ERROR, STRATA_LOG_INFO, STRATA_LOG_WARN};
+pub use log::{
+    strata_log_fn, strata_log_level, strata_set_log_callback, STRATA_LOG_DEBUG, STRATA_LOG_ERROR,
+    STRATA_LOG_INFO, STRATA_LOG_WARN,
+};
 pub use model::*;
 pub use sampler::*;
 pub use session::*;
@@ -124,9 +126,18 @@ mod tests {
 
     #[test]
     fn version_constants_match_cargo() {
-        assert_eq!(STRATA_VERSION_MAJOR.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
-        assert_eq!(STRATA_VERSION_MINOR.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
-        assert_eq!(STRATA_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+        assert_eq!(
+            STRATA_VERSION_MAJOR.to_string(),
+            env!("CARGO_PKG_VERSION_MAJOR")
+        );
+        assert_eq!(
+            STRATA_VERSION_MINOR.to_string(),
+            env!("CARGO_PKG_VERSION_MINOR")
+        );
+        assert_eq!(
+            STRATA_VERSION_PATCH.to_string(),
+            env!("CARGO_PKG_VERSION_PATCH")
+        );
         let v = unsafe { std::ffi::CStr::from_ptr(strata_version()) };
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
         assert_eq!(strata_abi_version(), STRATA_ABI_VERSION);

@@ -39,8 +39,9 @@ pub const STRATA_LOAD_DONE: strata_load_stage = 4;
 /// Called during strata_model_load on the loading thread. `progress` is in
 /// [0, 1]. Return true to go on, false to cancel: the load then frees
 /// everything and returns STRATA_CANCELLED.
-pub type strata_progress_fn =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, stage: strata_load_stage, progress: f32) -> bool>;
+pub type strata_progress_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, stage: strata_load_stage, progress: f32) -> bool,
+>;
 
 /// How to load a model. Set struct_size to sizeof(strata_load_options) and
 /// start from strata_load_options_default(); NULL options mean the defaults.
@@ -144,7 +145,9 @@ impl strata_model {
 
 /// Fill `*options` with the defaults. Set options->struct_size first.
 #[no_mangle]
-pub unsafe extern "C" fn strata_load_options_default(options: *mut strata_load_options) -> strata_status {
+pub unsafe extern "C" fn strata_load_options_default(
+    options: *mut strata_load_options,
+) -> strata_status {
     ffi_guard!({
         OutStruct::new(options, "options")?.write(strata_load_options::default());
         Ok(())
@@ -165,10 +168,16 @@ fn report(opts: &strata_load_options, stage: strata_load_stage, progress: f32) -
     if let Some(cb) = opts.progress {
         // SAFETY: the caller's callback, called as documented.
         if !unsafe { cb(opts.progress_user_data, stage, progress) } {
-            log_info!("load cancelled by the progress callback at stage '{}'", stage_name(stage));
+            log_info!(
+                "load cancelled by the progress callback at stage '{}'",
+                stage_name(stage)
+            );
             return Err(fail(
                 STRATA_CANCELLED,
-                format!("loading was cancelled by the progress callback at stage '{}'", stage_name(stage)),
+                format!(
+                    "loading was cancelled by the progress callback at stage '{}'",
+                    stage_name(stage)
+                ),
             ));
         }
     }
@@ -355,7 +364,11 @@ pub unsafe extern "C" fn strata_model_meta(
         args::disjoint(key, key_len, buf, len, "key and buf")?;
         let key = args::text(key, key_len, "key")?;
         let out = OutBuf::new(buf, len, out_len, "buf")?;
-        let v = args::required(m.file().get(key), STRATA_NOT_FOUND, format!("no metadata key '{key}'"))?;
+        let v = args::required(
+            m.file().get(key),
+            STRATA_NOT_FOUND,
+            format!("no metadata key '{key}'"),
+        )?;
         let mut s = String::new();
         render(v, &mut s, true);
         out.fill_text(s.as_bytes())
@@ -364,7 +377,10 @@ pub unsafe extern "C" fn strata_model_meta(
 
 /// Number of metadata keys (for strata_model_meta_key).
 #[no_mangle]
-pub unsafe extern "C" fn strata_model_meta_count(model: *const strata_model, count: *mut usize) -> strata_status {
+pub unsafe extern "C" fn strata_model_meta_count(
+    model: *const strata_model,
+    count: *mut usize,
+) -> strata_status {
     ffi_guard!({
         let m = &strata_model::get(model)?.model;
         Out::new(count, "count")?.write(m.file().metadata().len());

@@ -109,7 +109,9 @@ impl strata_sampler {
 /// Fill `*params` with the defaults (llama.cpp's, seed 42). Set
 /// params->struct_size first.
 #[no_mangle]
-pub unsafe extern "C" fn strata_sampler_params_default(params: *mut strata_sampler_params) -> strata_status {
+pub unsafe extern "C" fn strata_sampler_params_default(
+    params: *mut strata_sampler_params,
+) -> strata_status {
     ffi_guard!({
         OutStruct::new(params, "params")?.write(strata_sampler_params::default());
         Ok(())
@@ -119,7 +121,9 @@ pub unsafe extern "C" fn strata_sampler_params_default(params: *mut strata_sampl
 /// Fill `*params` for plain argmax: temperature 0, every filter and
 /// penalty off. Set params->struct_size first.
 #[no_mangle]
-pub unsafe extern "C" fn strata_sampler_params_greedy(params: *mut strata_sampler_params) -> strata_status {
+pub unsafe extern "C" fn strata_sampler_params_greedy(
+    params: *mut strata_sampler_params,
+) -> strata_status {
     ffi_guard!({
         OutStruct::new(params, "params")?.write((&SamplerParams::greedy()).into());
         Ok(())
@@ -169,7 +173,10 @@ pub unsafe extern "C" fn strata_sampler_sample(
         let logits = args::in_slice(logits, n_logits, "logits")?;
         let out = Out::new(token, "token")?;
         if logits.is_empty() {
-            return Err(fail(STRATA_INVALID_ARGUMENT, "no logits to sample from (n_logits is 0)"));
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                "no logits to sample from (n_logits is 0)",
+            ));
         }
         let mut s = strata_sampler::lock(sampler)?;
         let id = s.sample(logits);
@@ -207,7 +214,10 @@ pub unsafe extern "C" fn strata_sampler_sample_session(
 /// Put a token the sampler did not pick (e.g. a prompt token) into its
 /// penalty window.
 #[no_mangle]
-pub unsafe extern "C" fn strata_sampler_accept(sampler: *mut strata_sampler, token: u32) -> strata_status {
+pub unsafe extern "C" fn strata_sampler_accept(
+    sampler: *mut strata_sampler,
+    token: u32,
+) -> strata_status {
     ffi_guard!({
         strata_sampler::lock(sampler)?.accept(token);
         Ok(())

@@ -213,7 +213,10 @@ pub unsafe extern "C" fn strata_session_feed(
         let tokens = args::in_slice(tokens, n_tokens, "tokens")?;
         let mut st = s.lock()?;
         if tokens.is_empty() {
-            return Err(fail(STRATA_EMPTY_INPUT, "no tokens to feed (n_tokens is 0)"));
+            return Err(fail(
+                STRATA_EMPTY_INPUT,
+                "no tokens to feed (n_tokens is 0)",
+            ));
         }
         check_tokens(st.session.model(), tokens)?;
         let logits = st.session.feed(tokens)?;

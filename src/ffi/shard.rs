@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::args::{self, Out, OutBuf, SizedStruct};
 use super::boundary::{fail, FfiResult};
-use super::frame::{decode, dtype_from, STRATA_DTYPE_F32};
+use super::frame::{decode, dtype_from, strata_dtype, STRATA_DTYPE_F32};
 use super::model::strata_model;
 use super::status::strata_status::{self, *};
 use crate::shard::frame::{CHECKSUM_LEN, HEADER_LEN};
@@ -28,7 +28,7 @@ pub struct strata_shard_limits {
     pub n_ctx: u32,
     /// STRATA_DTYPE_F32 (default, exact), F16 or BF16 (half the bytes; the
     /// next shard's input then differs) for the hidden-state frames sent.
-    pub output_dtype: u32,
+    pub output_dtype: strata_dtype,
 }
 
 impl Default for strata_shard_limits {
@@ -77,7 +77,9 @@ impl strata_shard {
 
 /// Fill `*limits` with the defaults. Set limits->struct_size first.
 #[no_mangle]
-pub unsafe extern "C" fn strata_shard_limits_default(limits: *mut strata_shard_limits) -> strata_status {
+pub unsafe extern "C" fn strata_shard_limits_default(
+    limits: *mut strata_shard_limits,
+) -> strata_status {
     ffi_guard!({
         args::OutStruct::new(limits, "limits")?.write(strata_shard_limits::default());
         Ok(())
@@ -99,7 +101,10 @@ pub unsafe extern "C" fn strata_shard_new(
         let out = Out::new(shard, "shard")?;
         let out_dtype = dtype_from(l.output_dtype)?;
         if out_dtype == DType::U32 {
-            return Err(fail(STRATA_INVALID_ARGUMENT, "output_dtype must be F32, F16 or BF16"));
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                "output_dtype must be F32, F16 or BF16",
+            ));
         }
         let node = ShardNode::new(
             Arc::clone(m),
@@ -194,7 +199,8 @@ pub unsafe extern "C" fn strata_shard_truncate(
 ) -> strata_status {
     ffi_guard!({
         let s = strata_shard::get(shard)?;
-        s.node.truncate(session_id, position.min(usize::MAX as u64) as usize)?;
+        s.node
+            .truncate(session_id, position.min(usize::MAX as u64) as usize)?;
         Ok(())
     })
 }
@@ -202,7 +208,10 @@ pub unsafe extern "C" fn strata_shard_truncate(
 /// Close session `session_id` and free its KV cache.
 /// STRATA_UNKNOWN_SESSION if the shard has no such session.
 #[no_mangle]
-pub unsafe extern "C" fn strata_shard_close(shard: *const strata_shard, session_id: u64) -> strata_status {
+pub unsafe extern "C" fn strata_shard_close(
+    shard: *const strata_shard,
+    session_id: u64,
+) -> strata_status {
     ffi_guard!({
         strata_shard::get(shard)?.node.close(session_id)?;
         Ok(())
@@ -225,7 +234,10 @@ pub unsafe extern "C" fn strata_shard_position(
 
 /// Number of sessions open on the shard.
 #[no_mangle]
-pub unsafe extern "C" fn strata_shard_n_sessions(shard: *const strata_shard, n: *mut usize) -> strata_status {
+pub unsafe extern "C" fn strata_shard_n_sessions(
+    shard: *const strata_shard,
+    n: *mut usize,
+) -> strata_status {
     ffi_guard!({
         let s = strata_shard::get(shard)?;
         Out::new(n, "n")?.write(s.node.n_sessions());

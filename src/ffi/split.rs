@@ -25,7 +25,7 @@ pub struct strata_layer_range {
 /// loading one gives a model whose digest is the whole model's.
 ///
 /// `paths`, `paths_cap` and `paths_len` are optional (all NULL/0 to skip):
-/// when given, the written paths, each followed by '\n', are copied to
+/// when given, the written paths, each followed by a newline, are copied to
 /// `paths` NUL-terminated. If they would not fit, nothing is written and
 /// STRATA_BUFFER_TOO_SMALL returns the length needed in `*paths_len`.
 /// Errors: STRATA_INVALID_ARGUMENT (no ranges, a range empty or past the
@@ -47,16 +47,25 @@ pub unsafe extern "C" fn strata_split(
         let dir = args::path(out_dir, "out_dir")?;
         let out = if paths_len.is_null() {
             if !paths.is_null() || paths_cap != 0 {
-                return Err(fail(STRATA_NULL_POINTER, "'paths_len' is NULL but 'paths' is given"));
+                return Err(fail(
+                    STRATA_NULL_POINTER,
+                    "'paths_len' is NULL but 'paths' is given",
+                ));
             }
             None
         } else {
             Some(OutBuf::new(paths, paths_cap, paths_len, "paths")?)
         };
         if ranges.is_empty() {
-            return Err(fail(STRATA_INVALID_ARGUMENT, "no layer ranges (n_ranges is 0)"));
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                "no layer ranges (n_ranges is 0)",
+            ));
         }
-        let ranges: Vec<_> = ranges.iter().map(|r| r.start as usize..r.end as usize).collect();
+        let ranges: Vec<_> = ranges
+            .iter()
+            .map(|r| r.start as usize..r.end as usize)
+            .collect();
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -138,38 +138,80 @@ impl strata_status {
 
     /// The status with this number, if there is one.
     pub fn from_code(code: i32) -> Option<strata_status> {
-        Self::ALL.iter().find(|(s, _)| *s as i32 == code).map(|(s, _)| *s)
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s as i32 == code)
+            .map(|(s, _)| *s)
     }
 
     /// Every status and its name.
     const ALL: &'static [(strata_status, &'static CStr)] = &[
         (strata_status::STRATA_OK, c"STRATA_OK"),
-        (strata_status::STRATA_INVALID_ARGUMENT, c"STRATA_INVALID_ARGUMENT"),
+        (
+            strata_status::STRATA_INVALID_ARGUMENT,
+            c"STRATA_INVALID_ARGUMENT",
+        ),
         (strata_status::STRATA_NULL_POINTER, c"STRATA_NULL_POINTER"),
         (strata_status::STRATA_INVALID_UTF8, c"STRATA_INVALID_UTF8"),
         (strata_status::STRATA_STRUCT_SIZE, c"STRATA_STRUCT_SIZE"),
-        (strata_status::STRATA_BUFFER_TOO_SMALL, c"STRATA_BUFFER_TOO_SMALL"),
+        (
+            strata_status::STRATA_BUFFER_TOO_SMALL,
+            c"STRATA_BUFFER_TOO_SMALL",
+        ),
         (strata_status::STRATA_BUSY, c"STRATA_BUSY"),
         (strata_status::STRATA_CANCELLED, c"STRATA_CANCELLED"),
         (strata_status::STRATA_INVALID_STATE, c"STRATA_INVALID_STATE"),
         (strata_status::STRATA_IO, c"STRATA_IO"),
-        (strata_status::STRATA_MALFORMED_MODEL, c"STRATA_MALFORMED_MODEL"),
+        (
+            strata_status::STRATA_MALFORMED_MODEL,
+            c"STRATA_MALFORMED_MODEL",
+        ),
         (strata_status::STRATA_UNSUPPORTED, c"STRATA_UNSUPPORTED"),
         (strata_status::STRATA_NOT_FOUND, c"STRATA_NOT_FOUND"),
         (strata_status::STRATA_TOKENIZER, c"STRATA_TOKENIZER"),
-        (strata_status::STRATA_TOKEN_OUT_OF_RANGE, c"STRATA_TOKEN_OUT_OF_RANGE"),
+        (
+            strata_status::STRATA_TOKEN_OUT_OF_RANGE,
+            c"STRATA_TOKEN_OUT_OF_RANGE",
+        ),
         (strata_status::STRATA_CONTEXT_FULL, c"STRATA_CONTEXT_FULL"),
         (strata_status::STRATA_EMPTY_INPUT, c"STRATA_EMPTY_INPUT"),
         (strata_status::STRATA_WRONG_SHARD, c"STRATA_WRONG_SHARD"),
-        (strata_status::STRATA_FRAME_MALFORMED, c"STRATA_FRAME_MALFORMED"),
-        (strata_status::STRATA_FRAME_CHECKSUM, c"STRATA_FRAME_CHECKSUM"),
-        (strata_status::STRATA_FRAME_WRONG_MODEL, c"STRATA_FRAME_WRONG_MODEL"),
-        (strata_status::STRATA_FRAME_WRONG_KIND, c"STRATA_FRAME_WRONG_KIND"),
-        (strata_status::STRATA_FRAME_WRONG_BOUNDARY, c"STRATA_FRAME_WRONG_BOUNDARY"),
-        (strata_status::STRATA_FRAME_WRONG_WIDTH, c"STRATA_FRAME_WRONG_WIDTH"),
-        (strata_status::STRATA_FRAME_WRONG_POSITION, c"STRATA_FRAME_WRONG_POSITION"),
-        (strata_status::STRATA_TOO_MANY_SESSIONS, c"STRATA_TOO_MANY_SESSIONS"),
-        (strata_status::STRATA_UNKNOWN_SESSION, c"STRATA_UNKNOWN_SESSION"),
+        (
+            strata_status::STRATA_FRAME_MALFORMED,
+            c"STRATA_FRAME_MALFORMED",
+        ),
+        (
+            strata_status::STRATA_FRAME_CHECKSUM,
+            c"STRATA_FRAME_CHECKSUM",
+        ),
+        (
+            strata_status::STRATA_FRAME_WRONG_MODEL,
+            c"STRATA_FRAME_WRONG_MODEL",
+        ),
+        (
+            strata_status::STRATA_FRAME_WRONG_KIND,
+            c"STRATA_FRAME_WRONG_KIND",
+        ),
+        (
+            strata_status::STRATA_FRAME_WRONG_BOUNDARY,
+            c"STRATA_FRAME_WRONG_BOUNDARY",
+        ),
+        (
+            strata_status::STRATA_FRAME_WRONG_WIDTH,
+            c"STRATA_FRAME_WRONG_WIDTH",
+        ),
+        (
+            strata_status::STRATA_FRAME_WRONG_POSITION,
+            c"STRATA_FRAME_WRONG_POSITION",
+        ),
+        (
+            strata_status::STRATA_TOO_MANY_SESSIONS,
+            c"STRATA_TOO_MANY_SESSIONS",
+        ),
+        (
+            strata_status::STRATA_UNKNOWN_SESSION,
+            c"STRATA_UNKNOWN_SESSION",
+        ),
         (strata_status::STRATA_NETWORK, c"STRATA_NETWORK"),
         (strata_status::STRATA_PANIC, c"STRATA_PANIC"),
         (strata_status::STRATA_INTERNAL, c"STRATA_INTERNAL"),

@@ -153,19 +153,29 @@ impl RowDot {
 
 /// A dot-product kernel over rows of blocks, compiled into each level's
 /// entry point through [`rows`].
+///
+/// # Safety
+/// Both methods require that the CPU supports the features of the level the
+/// caller was compiled for, and that every weight row holds exactly as many
+/// values as `a` (the formats with kernels have equal block sizes on both
+/// sides, so: as many blocks).
 pub(crate) trait Kernel {
     /// The weight block format.
     type W: BlockFormat;
 
-    /// `w[r] · a` for `N` rows.
-    ///
-    /// # Safety
-    /// The CPU supports the features the caller was compiled for (the
-    /// kernel's level), and every `w[r]` holds exactly as many values as `a`.
-    unsafe fn dot<const N: usize>(
-        w: [&[Self::W]; N],
-        a: &[<Self::W as BlockFormat>::Dot],
-    ) -> [f32; N];
+    /// `w · a` for one row.
+    unsafe fn one(w: &[Self::W], a: &[<Self::W as BlockFormat>::Dot]) -> f32;
+
+    /// `w[r] · a` for four rows; each result has the bits of [`Kernel::one`].
+    #[inline(always)]
+    unsafe fn four(w: [&[Self::W]; 4], a: &[<Self::W as BlockFormat>::Dot]) -> [f32; 4] {
+        [
+            Self::one(w[0], a),
+            Self::one(w[1], a),
+            Self::one(w[2], a),
+            Self::one(w[3], a),
+        ]
+    }
 }
 
 /// The scalar reference as a [`Kernel`].
@@ -175,12 +185,8 @@ impl<B: BlockFormat> Kernel for Reference<B> {
     type W = B;
 
     #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[B]; N], a: &[B::Dot]) -> [f32; N] {
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = B::vec_dot(w[r], a);
-        }
-        out
+    unsafe fn one(w: &[B], a: &[B::Dot]) -> f32 {
+        B::vec_dot(w, a)
     }
 }
 
@@ -217,11 +223,11 @@ pub(crate) unsafe fn rows<K: Kernel>(w: &[u8], a: &[u8], out: &mut [f32]) {
         };
         // SAFETY: every row holds `nb` blocks, as many values as `a`; the
         // features are the caller's promise.
-        o.copy_from_slice(&unsafe { K::dot::<4>([w0, w1, w2, w3], ab) });
+        o.copy_from_slice(&unsafe { K::four([w0, w1, w2, w3], ab) });
     }
     for (o, w1) in outs.into_remainder().iter_mut().zip(rows) {
         // SAFETY: as above.
-        *o = unsafe { K::dot::<1>([w1], ab) }[0];
+        *o = unsafe { K::one(w1, ab) };
     }
 }
 

@@ -160,13 +160,146 @@ unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
 
-/// Q5 quants (0..32): nibbles plus 16 where bit i of `qh` is set.
+/// `−k · Σ` of four adjacent activation bytes per lane: the correction that
+/// turns `Σ q·y` into `Σ (q − k)·y` for unsigned quants `q`.
 #[inline(always)]
-unsafe fn quants5<const V512: bool>(qh: [u8; 4], qs: &[u8; 16]) -> __m256i {
-    let lo = nibbles(qs);
-    let bits = u32::from_le_bytes(qh);
+unsafe fn offset_lanes<const V512: bool>(k: i8, y: __m256i) -> __m256i {
+    if k == 0 {
+        return _mm256_setzero_si256();
+    }
+    let s = udot::<V512>(_mm256_setzero_si256(), _mm256_set1_epi8(k), y);
+    _mm256_sub_epi32(_mm256_setzero_si256(), s)
+}
+
+/// `acc[r] = fma(d, lanes, acc[r])` with `d` broadcast from lane 0.
+#[inline(always)]
+unsafe fn fma_lanes(d: __m128, lanes: __m256i, acc: __m256) -> __m256 {
+    _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(lanes), acc)
+}
+
+/// Software prefetch of the weight memory after the rows of a call.
+///
+/// A call's N rows are contiguous and the next call's rows follow them.
+/// The kernels walk their rows block by block, N interleaved streams that
+/// the hardware prefetchers follow poorly (on Zen 4 the Q8_0 output head
+/// streamed at ~5 GB/s per core without this, ~18 GB/s with it), so each
+/// block step prefetches the matching N blocks' worth of the memory after
+/// the rows, linearly, [`PREFETCH_AHEAD`] bytes further on. Prefetches never
+/// fault, so running past the end of the tensor is harmless.
+struct Prefetch {
+    next: *const u8,
+    step: usize,
+}
+
+/// Extra prefetch distance beyond one call's rows, in bytes.
+const PREFETCH_AHEAD: usize = 1024;
+
+impl Prefetch {
+    #[inline(always)]
+    fn after<W, const N: usize>(w: &[&[W]; N]) -> Prefetch {
+        let end = w[N - 1].as_ptr_range().end.cast::<u8>();
+        Prefetch {
+            next: end.wrapping_add(PREFETCH_AHEAD),
+            step: N * std::mem::size_of::<W>(),
+        }
+    }
+
+    /// Prefetch the slice that belongs to block step `b`.
+    #[inline(always)]
+    unsafe fn block(&self, b: usize) {
+        let mut o = b * self.step;
+        let end = o + self.step;
+        while o < end {
+            _mm_prefetch::<_MM_HINT_T0>(self.next.wrapping_add(o).cast());
+            o += 64;
+        }
+    }
+}
+
+/// Panics unless every row has as many blocks as `a` (hoists the bounds
+/// checks out of the block loops).
+#[inline(always)]
+fn check_rows<W, A>(w: &[&[W]; 4], a: &[A]) {
+    assert!(w.iter().all(|r| r.len() == a.len()));
+}
+
+// ---------------------------------------------------------------------------
+// 32-value formats against Q8_0 / Q8_1.
+
+/// An activation block of the 32-value formats.
+trait Act32 {
+    fn qs(&self) -> &[i8; 32];
+    /// The scale in every even lane and, for Q8_1, `s = d·Σq` in every odd
+    /// lane (Q8_0: the scale everywhere).
+    unsafe fn scales(&self) -> __m256;
+}
+
+impl Act32 for BlockQ8_0 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+
+    #[inline(always)]
+    unsafe fn scales(&self) -> __m256 {
+        _mm256_broadcastss_ps(f16x1(self.d))
+    }
+}
+
+impl Act32 for BlockQ8_1 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+
+    #[inline(always)]
+    unsafe fn scales(&self) -> __m256 {
+        let ds = _mm_castps_pd(f16x2(self.d.as_ptr()));
+        _mm256_castpd_ps(_mm256_broadcastsd_pd(ds))
+    }
+}
+
+/// A weight block with 32 unsigned quants below 32 (Q4_0, Q4_1, Q5_0,
+/// Q5_1): `Σ (q − OFFSET)·y` per lane is `udot(q, y) − OFFSET·Σy`, exact.
+trait Quant32: BlockFormat<Dot: Act32> {
+    /// Subtracted from every quant (8 for Q4_0, 16 for Q5_0, 0 with a minimum).
+    const OFFSET: i8;
+    /// Whether the block has a minimum `m`, added as `m·s` per block.
+    const HAS_MIN: bool;
+
+    /// The block's first four bytes: f16 `d`, then f16 `m` (or, without a
+    /// minimum, two bytes that are never used).
+    #[inline(always)]
+    fn head(&self) -> i32 {
+        // SAFETY: every implementor is at least 18 plain bytes.
+        unsafe { std::ptr::read_unaligned((self as *const Self).cast::<i32>()) }
+    }
+
+    /// The 32 quants in element order.
+    unsafe fn quants<const V512: bool>(&self) -> __m256i;
+
+    /// The quants of two blocks by halves:
+    /// `([a 0..16 | b 0..16], [a 16..32 | b 16..32])`.
+    unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i);
+}
+
+/// Low and high nibbles of two 16-byte arrays, paired by halves.
+#[inline(always)]
+unsafe fn nibbles2(a: &[u8; 16], b: &[u8; 16]) -> (__m256i, __m256i) {
+    let v = _mm256_loadu2_m128i(b.as_ptr().cast(), a.as_ptr().cast());
+    let m4 = _mm256_set1_epi8(0x0f);
+    (
+        _mm256_and_si256(v, m4),
+        _mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+    )
+}
+
+/// `q + 16` in the bytes whose bit is set in `bits` (the fifth bit of Q5).
+#[inline(always)]
+unsafe fn add_fifth_bit<const V512: bool>(q: __m256i, bits: u32) -> __m256i {
+    let sixteen = _mm256_set1_epi8(16);
     if V512 {
-        _mm256_mask_add_epi8(lo, bits, lo, _mm256_set1_epi8(16))
+        _mm256_mask_add_epi8(q, bits, q, sixteen)
     } else {
         // ggml's `bytes_from_bits_32`: byte i = 0xff iff bit i is set.
         let shuf = _mm256_set_epi64x(
@@ -178,155 +311,181 @@ unsafe fn quants5<const V512: bool>(qh: [u8; 4], qs: &[u8; 16]) -> __m256i {
         let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
         let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
         let set = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
-        _mm256_or_si256(lo, _mm256_and_si256(set, _mm256_set1_epi8(16)))
+        _mm256_or_si256(q, _mm256_and_si256(set, sixteen))
     }
 }
 
-/// `−k · Σ` of four adjacent activation bytes per lane: the correction that
-/// turns `Σ q·y` into `Σ (q − k)·y` for unsigned quants `q`.
+/// The fifth bits of two Q5 blocks, paired by halves like [`nibbles2`].
 #[inline(always)]
-unsafe fn offset_lanes<const V512: bool>(k: i8, y: __m256i) -> __m256i {
-    let s = udot::<V512>(_mm256_setzero_si256(), _mm256_set1_epi8(k), y);
-    _mm256_sub_epi32(_mm256_setzero_si256(), s)
+fn fifth_bits2(a: [u8; 4], b: [u8; 4]) -> (u32, u32) {
+    let (a, b) = (u32::from_le_bytes(a), u32::from_le_bytes(b));
+    ((a & 0xffff) | (b << 16), (a >> 16) | (b & 0xffff_0000))
 }
 
-/// `acc[r] = fma(d, lanes, acc[r])` with `d` broadcast from lane 0.
-#[inline(always)]
-unsafe fn fma_lanes(d: __m128, lanes: __m256i, acc: __m256) -> __m256 {
-    _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(lanes), acc)
-}
-
-/// Panics unless every row has as many blocks as `a` (hoists the bounds
-/// checks out of the block loops).
-#[inline(always)]
-fn check_rows<W, A, const N: usize>(w: &[&[W]; N], a: &[A]) {
-    assert!(w.iter().all(|r| r.len() == a.len()));
-}
-
-// ---------------------------------------------------------------------------
-// 32-value formats against Q8_0 / Q8_1.
-
-/// Q4_0 × Q8_0: `Σ (q − 8)·y = udot(q, y) − 8·Σy` (q in 0..16, exact).
-pub(super) struct Q4_0<const V512: bool>;
-
-impl<const V512: bool> Kernel for Q4_0<V512> {
-    type W = BlockQ4_0;
+impl Quant32 for BlockQ4_0 {
+    const OFFSET: i8 = 8;
+    const HAS_MIN: bool = false;
 
     #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ4_0]; N], a: &[BlockQ8_0]) -> [f32; N] {
+    unsafe fn quants<const V512: bool>(&self) -> __m256i {
+        nibbles(&self.qs)
+    }
+
+    #[inline(always)]
+    unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i) {
+        nibbles2(&a.qs, &b.qs)
+    }
+}
+
+impl Quant32 for BlockQ4_1 {
+    const OFFSET: i8 = 0;
+    const HAS_MIN: bool = true;
+
+    #[inline(always)]
+    unsafe fn quants<const V512: bool>(&self) -> __m256i {
+        nibbles(&self.qs)
+    }
+
+    #[inline(always)]
+    unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i) {
+        nibbles2(&a.qs, &b.qs)
+    }
+}
+
+impl Quant32 for BlockQ5_0 {
+    const OFFSET: i8 = 16;
+    const HAS_MIN: bool = false;
+
+    #[inline(always)]
+    unsafe fn quants<const V512: bool>(&self) -> __m256i {
+        add_fifth_bit::<V512>(nibbles(&self.qs), u32::from_le_bytes(self.qh))
+    }
+
+    #[inline(always)]
+    unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i) {
+        let (lo, hi) = nibbles2(&a.qs, &b.qs);
+        let (blo, bhi) = fifth_bits2(a.qh, b.qh);
+        (add_fifth_bit::<V512>(lo, blo), add_fifth_bit::<V512>(hi, bhi))
+    }
+}
+
+impl Quant32 for BlockQ5_1 {
+    const OFFSET: i8 = 0;
+    const HAS_MIN: bool = true;
+
+    #[inline(always)]
+    unsafe fn quants<const V512: bool>(&self) -> __m256i {
+        add_fifth_bit::<V512>(nibbles(&self.qs), u32::from_le_bytes(self.qh))
+    }
+
+    #[inline(always)]
+    unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i) {
+        let (lo, hi) = nibbles2(&a.qs, &b.qs);
+        let (blo, bhi) = fifth_bits2(a.qh, b.qh);
+        (add_fifth_bit::<V512>(lo, blo), add_fifth_bit::<V512>(hi, bhi))
+    }
+}
+
+/// The kernel of a [`Quant32`] format. Per block: `d = dx·dy` (one
+/// rounding), `acc[l] = fma(d, lane[l], acc[l])`, and with a minimum
+/// `summs = fma(m, s, summs)`; the result is `hsum8(acc) (+ summs)`, as in
+/// `ggml_vec_dot_q4_0_q8_0`/`_q4_1_q8_1`/`_q5_0_q8_0`/`_q5_1_q8_1`.
+pub(super) struct Q32<B, const V512: bool>(std::marker::PhantomData<B>);
+
+impl<B: Quant32, const V512: bool> Kernel for Q32<B, V512> {
+    type W = B;
+
+    #[inline(always)]
+    unsafe fn one(w: &[B], a: &[B::Dot]) -> f32 {
+        assert_eq!(w.len(), a.len());
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = _mm_setzero_ps(); // lane 1
+        let pf = Prefetch::after(&[w]);
+        for (b, (x, y)) in w.iter().zip(a).enumerate() {
+            pf.block(b);
+            let yq = load32(y.qs());
+            let ys = _mm256_castps256_ps128(y.scales()); // [dy, sy or dy, ..]
+            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(x.head())); // [dx, mx, ..]
+            if B::HAS_MIN {
+                summs = _mm_fmadd_ps(dm, ys, summs);
+            }
+            let off = offset_lanes::<V512>(B::OFFSET, yq);
+            let lanes = udot::<V512>(off, x.quants::<V512>(), yq);
+            acc = fma_lanes(_mm_mul_ps(dm, ys), lanes, acc);
+        }
+        let sum = hsum8(acc);
+        if B::HAS_MIN {
+            sum + _mm_cvtss_f32(_mm_movehdup_ps(summs))
+        } else {
+            sum
+        }
+    }
+
+    /// Four rows, two per register: for rows `a` and `b` of a pair, the
+    /// low-half quants of both (`[a 0..16 | b 0..16]`) are dotted with the
+    /// activations' low half in both lanes, giving `[a lanes 0..4 | b lanes
+    /// 0..4]`, and likewise for the high halves; the pair's accumulators keep
+    /// that layout (each lane still gets its own row's FMA per block) and are
+    /// rearranged into rows at the end. The four rows' scales are converted
+    /// and multiplied with one instruction each.
+    #[inline(always)]
+    unsafe fn four(w: [&[B]; 4], a: &[B::Dot]) -> [f32; 4] {
         check_rows(&w, a);
-        let mut acc = [_mm256_setzero_ps(); N];
+        let mut lo = [_mm256_setzero_ps(); 2];
+        let mut hi = [_mm256_setzero_ps(); 2];
+        let mut summs = _mm256_setzero_ps(); // row r in lane 2r + 1
+        let pair_scale = [
+            _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2),
+            _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6),
+        ];
+        let pf = Prefetch::after(&w);
         for (b, y) in a.iter().enumerate() {
-            let yq = load32(&y.qs);
-            let dy = f16x1(y.d);
-            let off = offset_lanes::<V512>(8, yq);
-            for r in 0..N {
-                let x = &w[r][b];
-                let d = _mm_mul_ps(f16x1(x.d), dy);
-                let lanes = udot::<V512>(off, nibbles(&x.qs), yq);
-                acc[r] = fma_lanes(d, lanes, acc[r]);
+            pf.block(b);
+            let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(y.qs().as_ptr().cast()));
+            let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(y.qs()[16..].as_ptr().cast()));
+            let off_lo = offset_lanes::<V512>(B::OFFSET, ylo);
+            let off_hi = offset_lanes::<V512>(B::OFFSET, yhi);
+            let x = [&w[0][b], &w[1][b], &w[2][b], &w[3][b]];
+            let heads = _mm_setr_epi32(x[0].head(), x[1].head(), x[2].head(), x[3].head());
+            let dm = _mm256_cvtph_ps(heads); // [d0, m0, d1, m1, ..]
+            let ys = y.scales();
+            if B::HAS_MIN {
+                summs = _mm256_fmadd_ps(dm, ys, summs);
+            }
+            let d = _mm256_mul_ps(dm, ys);
+            for p in 0..2 {
+                let dp = _mm256_permutevar8x32_ps(d, pair_scale[p]);
+                let (qlo, qhi) = B::quants2::<V512>(x[2 * p], x[2 * p + 1]);
+                let l = _mm256_cvtepi32_ps(udot::<V512>(off_lo, qlo, ylo));
+                let h = _mm256_cvtepi32_ps(udot::<V512>(off_hi, qhi, yhi));
+                lo[p] = _mm256_fmadd_ps(dp, l, lo[p]);
+                hi[p] = _mm256_fmadd_ps(dp, h, hi[p]);
             }
         }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum8(acc[r]);
+        let mut sm = [0f32; 8];
+        _mm256_storeu_ps(sm.as_mut_ptr(), summs);
+        let mut out = [0f32; 4];
+        for p in 0..2 {
+            let rows = [
+                _mm256_permute2f128_ps(lo[p], hi[p], 0x20),
+                _mm256_permute2f128_ps(lo[p], hi[p], 0x31),
+            ];
+            for (i, acc) in rows.into_iter().enumerate() {
+                let r = 2 * p + i;
+                out[r] = hsum8(acc);
+                if B::HAS_MIN {
+                    out[r] += sm[2 * r + 1];
+                }
+            }
         }
         out
     }
 }
 
-/// Q4_1 × Q8_1: `udot(q, y)` (q in 0..16); the minimum terms `m·s` run in
-/// lane 1 of a second accumulator, fused like the reference's `summs`.
-pub(super) struct Q4_1<const V512: bool>;
-
-impl<const V512: bool> Kernel for Q4_1<V512> {
-    type W = BlockQ4_1;
-
-    #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ4_1]; N], a: &[BlockQ8_1]) -> [f32; N] {
-        check_rows(&w, a);
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut summs = [_mm_setzero_ps(); N];
-        for (b, y) in a.iter().enumerate() {
-            let yq = load32(&y.qs);
-            let ds = f16x2(y.d.as_ptr()); // [dy, sy, 0, 0]
-            for r in 0..N {
-                let x = &w[r][b];
-                let dm = f16x2(x.d.as_ptr()); // [dx, mx, 0, 0]
-                summs[r] = _mm_fmadd_ps(dm, ds, summs[r]); // lane 1: fma(mx, sy, summs)
-                let d = _mm_mul_ps(dm, ds); // lane 0: dx·dy
-                let lanes = udot::<V512>(_mm256_setzero_si256(), nibbles(&x.qs), yq);
-                acc[r] = fma_lanes(d, lanes, acc[r]);
-            }
-        }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum8(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r]));
-        }
-        out
-    }
-}
-
-/// Q5_0 × Q8_0: `Σ (q − 16)·y = udot(q, y) − 16·Σy` (q in 0..32, exact).
-pub(super) struct Q5_0<const V512: bool>;
-
-impl<const V512: bool> Kernel for Q5_0<V512> {
-    type W = BlockQ5_0;
-
-    #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ5_0]; N], a: &[BlockQ8_0]) -> [f32; N] {
-        check_rows(&w, a);
-        let mut acc = [_mm256_setzero_ps(); N];
-        for (b, y) in a.iter().enumerate() {
-            let yq = load32(&y.qs);
-            let dy = f16x1(y.d);
-            let off = offset_lanes::<V512>(16, yq);
-            for r in 0..N {
-                let x = &w[r][b];
-                let d = _mm_mul_ps(f16x1(x.d), dy);
-                let lanes = udot::<V512>(off, quants5::<V512>(x.qh, &x.qs), yq);
-                acc[r] = fma_lanes(d, lanes, acc[r]);
-            }
-        }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum8(acc[r]);
-        }
-        out
-    }
-}
-
-/// Q5_1 × Q8_1: Q5 quants, Q4_1's float shape.
-pub(super) struct Q5_1<const V512: bool>;
-
-impl<const V512: bool> Kernel for Q5_1<V512> {
-    type W = BlockQ5_1;
-
-    #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ5_1]; N], a: &[BlockQ8_1]) -> [f32; N] {
-        check_rows(&w, a);
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut summs = [_mm_setzero_ps(); N];
-        for (b, y) in a.iter().enumerate() {
-            let yq = load32(&y.qs);
-            let ds = f16x2(y.d.as_ptr());
-            for r in 0..N {
-                let x = &w[r][b];
-                let dm = f16x2(x.d.as_ptr());
-                summs[r] = _mm_fmadd_ps(dm, ds, summs[r]);
-                let d = _mm_mul_ps(dm, ds);
-                let q = quants5::<V512>(x.qh, &x.qs);
-                let lanes = udot::<V512>(_mm256_setzero_si256(), q, yq);
-                acc[r] = fma_lanes(d, lanes, acc[r]);
-            }
-        }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum8(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r]));
-        }
-        out
-    }
-}
+pub(super) type Q4_0<const V512: bool> = Q32<BlockQ4_0, V512>;
+pub(super) type Q4_1<const V512: bool> = Q32<BlockQ4_1, V512>;
+pub(super) type Q5_0<const V512: bool> = Q32<BlockQ5_0, V512>;
+pub(super) type Q5_1<const V512: bool> = Q32<BlockQ5_1, V512>;
 
 /// Q8_0 × Q8_0, both sides signed (−128 included).
 ///
@@ -339,51 +498,92 @@ impl<const V512: bool> Kernel for Q5_1<V512> {
 /// the accumulators keep until one permutation at the end.
 pub(super) struct Q8_0<const V512: bool>;
 
+/// Lane order of the AVX2 Q8_0 kernel's accumulators (its own inverse).
+const Q8_0_AVX2_ORDER: [i32; 8] = [0, 1, 4, 5, 2, 3, 6, 7];
+
+impl<const V512: bool> Q8_0<V512> {
+    /// Per activation block: what [`Q8_0::lanes`] needs of it.
+    #[inline(always)]
+    unsafe fn prepare(y: &BlockQ8_0) -> (__m256i, __m256i) {
+        if V512 {
+            let yq = load32(&y.qs);
+            (yq, offset_lanes::<V512>(-128, yq))
+        } else {
+            let ylo = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.qs.as_ptr().cast()));
+            let yhi = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.qs[16..].as_ptr().cast()));
+            (ylo, yhi)
+        }
+    }
+
+    /// The eight integer lanes of `x · y` (in `Q8_0_AVX2_ORDER` for AVX2).
+    #[inline(always)]
+    unsafe fn lanes(x: &BlockQ8_0, (y0, y1): (__m256i, __m256i)) -> __m256i {
+        if V512 {
+            let xu = _mm256_xor_si256(load32(&x.qs), _mm256_set1_epi8(-128));
+            udot::<V512>(y1, xu, y0)
+        } else {
+            let xlo = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.qs.as_ptr().cast()));
+            let xhi = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.qs[16..].as_ptr().cast()));
+            _mm256_hadd_epi32(_mm256_madd_epi16(xlo, y0), _mm256_madd_epi16(xhi, y1))
+        }
+    }
+
+    /// `hsum8` of an accumulator in this level's lane order.
+    #[inline(always)]
+    unsafe fn finish(acc: __m256) -> f32 {
+        if V512 {
+            hsum8(acc)
+        } else {
+            let order = _mm256_loadu_si256(Q8_0_AVX2_ORDER.as_ptr().cast());
+            hsum8(_mm256_permutevar8x32_ps(acc, order))
+        }
+    }
+}
+
 impl<const V512: bool> Kernel for Q8_0<V512> {
     type W = BlockQ8_0;
 
     #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ8_0]; N], a: &[BlockQ8_0]) -> [f32; N] {
+    unsafe fn one(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+        assert_eq!(w.len(), a.len());
+        let mut acc = _mm256_setzero_ps();
+        let pf = Prefetch::after(&[w]);
+        for (b, (x, y)) in w.iter().zip(a).enumerate() {
+            pf.block(b);
+            let d = _mm_mul_ps(f16x1(x.d), f16x1(y.d));
+            acc = fma_lanes(d, Self::lanes(x, Self::prepare(y)), acc);
+        }
+        Self::finish(acc)
+    }
+
+    /// Four rows: activation block prepared once, the four scales converted
+    /// and multiplied with one instruction each.
+    #[inline(always)]
+    unsafe fn four(w: [&[BlockQ8_0]; 4], a: &[BlockQ8_0]) -> [f32; 4] {
         check_rows(&w, a);
-        let mut acc = [_mm256_setzero_ps(); N];
-        let bias = _mm256_set1_epi8(-128);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let pf = Prefetch::after(&w);
         for (b, y) in a.iter().enumerate() {
-            let dy = f16x1(y.d);
-            if V512 {
-                let yq = load32(&y.qs);
-                let off = offset_lanes::<V512>(-128, yq);
-                for r in 0..N {
-                    let x = &w[r][b];
-                    let d = _mm_mul_ps(f16x1(x.d), dy);
-                    let xu = _mm256_xor_si256(load32(&x.qs), bias);
-                    let lanes = udot::<V512>(off, xu, yq);
-                    acc[r] = fma_lanes(d, lanes, acc[r]);
-                }
-            } else {
-                let ylo = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.qs.as_ptr().cast()));
-                let yhi = _mm256_cvtepi8_epi16(_mm_loadu_si128(y.qs[16..].as_ptr().cast()));
-                for r in 0..N {
-                    let x = &w[r][b];
-                    let d = _mm_mul_ps(f16x1(x.d), dy);
-                    let xlo = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.qs.as_ptr().cast()));
-                    let xhi = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.qs[16..].as_ptr().cast()));
-                    let lanes = _mm256_hadd_epi32(
-                        _mm256_madd_epi16(xlo, ylo),
-                        _mm256_madd_epi16(xhi, yhi),
-                    );
-                    acc[r] = fma_lanes(d, lanes, acc[r]);
-                }
+            pf.block(b);
+            let x = [&w[0][b], &w[1][b], &w[2][b], &w[3][b]];
+            let yp = Self::prepare(y);
+            // The u16 scale of each row in the low half of a u32 lane.
+            let heads = _mm_setr_epi32(
+                u16::from_le_bytes(x[0].d) as i32,
+                u16::from_le_bytes(x[1].d) as i32,
+                u16::from_le_bytes(x[2].d) as i32,
+                u16::from_le_bytes(x[3].d) as i32,
+            );
+            let d = _mm256_mul_ps(_mm256_cvtph_ps(heads), y.scales()); // row r in lane 2r
+            for r in 0..4 {
+                let dr = _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(2 * r as i32));
+                let lanes = _mm256_cvtepi32_ps(Self::lanes(x[r], yp));
+                acc[r] = _mm256_fmadd_ps(dr, lanes, acc[r]);
             }
         }
-        if !V512 {
-            let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-            for a in &mut acc {
-                *a = _mm256_permutevar8x32_ps(*a, order);
-            }
-        }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum8(acc[r]);
+        let mut out = [0f32; 4];
+        for r in 0..4 {
+            out[r] = Self::finish(acc[r]);
         }
         out
     }
@@ -401,11 +601,13 @@ pub(super) struct Q4K<const V512: bool>;
 
 impl<const V512: bool> Q4K<V512> {
     #[inline(always)]
-    unsafe fn one(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    unsafe fn row(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut acc_m = _mm_setzero_ps();
         let m4 = _mm256_set1_epi8(0x0f);
-        for (x, y) in w.iter().zip(a) {
+        let pf = Prefetch::after(&[w]);
+        for (b, (x, y)) in w.iter().zip(a).enumerate() {
+            pf.block(b);
             let yd = f32::from_le_bytes(y.d);
             let d = _mm_mul_ps(_mm_set_ss(yd), f16x1(x.d));
             let dmin = _mm_mul_ps(_mm_set_ss(-yd), f16x1(x.dmin));
@@ -460,12 +662,8 @@ impl<const V512: bool> Kernel for Q4K<V512> {
     type W = BlockQ4K;
 
     #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ4K]; N], a: &[BlockQ8K]) -> [f32; N] {
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = Self::one(w[r], a);
-        }
-        out
+    unsafe fn one(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+        Self::row(w, a)
     }
 }
 
@@ -476,11 +674,13 @@ pub(super) struct Q6K<const V512: bool>;
 
 impl<const V512: bool> Q6K<V512> {
     #[inline(always)]
-    unsafe fn one(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    unsafe fn row(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
-        for (x, y) in w.iter().zip(a) {
+        let pf = Prefetch::after(&[w]);
+        for (b, (x, y)) in w.iter().zip(a).enumerate() {
+            pf.block(b);
             let yd = f32::from_le_bytes(y.d);
             let d = _mm_mul_ps(_mm_set_ss(yd), f16x1(x.d));
             let scales = _mm_loadu_si128(x.scales.as_ptr().cast());
@@ -531,12 +731,8 @@ impl<const V512: bool> Kernel for Q6K<V512> {
     type W = BlockQ6K;
 
     #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[BlockQ6K]; N], a: &[BlockQ8K]) -> [f32; N] {
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = Self::one(w[r], a);
-        }
-        out
+    unsafe fn one(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+        Self::row(w, a)
     }
 }
 
@@ -596,7 +792,7 @@ pub(super) struct Float<T>(std::marker::PhantomData<T>);
 
 impl<T: Load8 + BlockFormat<Dot = T>> Float<T> {
     #[inline(always)]
-    unsafe fn one(w: &[T], a: &[T]) -> f32 {
+    unsafe fn row(w: &[T], a: &[T]) -> f32 {
         let n = w.len().min(a.len());
         let np = n & !31;
         let mut sum = [_mm256_setzero_ps(); 4];
@@ -632,11 +828,7 @@ impl<T: Load8 + BlockFormat<Dot = T>> Kernel for Float<T> {
     type W = T;
 
     #[inline(always)]
-    unsafe fn dot<const N: usize>(w: [&[T]; N], a: &[T]) -> [f32; N] {
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = Self::one(w[r], a);
-        }
-        out
+    unsafe fn one(w: &[T], a: &[T]) -> f32 {
+        Self::row(w, a)
     }
 }

@@ -113,7 +113,11 @@ mod tests {
     #[test]
     fn names_are_unique_and_unknown_names_list_them() {
         for (i, a) in REGISTRY.iter().enumerate() {
-            assert!(REGISTRY[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
+            assert!(
+                REGISTRY[i + 1..].iter().all(|b| b.name != a.name),
+                "{}",
+                a.name
+            );
         }
         match lookup("mamba9") {
             Err(Error::UnknownArchitecture { name, supported }) => {

@@ -146,7 +146,9 @@ impl Config {
                 ),
             });
         }
-        let head_dim_k = h.opt_usize("attention.key_length")?.unwrap_or(n_embd / n_head);
+        let head_dim_k = h
+            .opt_usize("attention.key_length")?
+            .unwrap_or(n_embd / n_head);
         let head_dim_v = h.opt_usize("attention.value_length")?.unwrap_or(head_dim_k);
         let n_rot = h.opt_usize("rope.dimension_count")?.unwrap_or(head_dim_k);
         if head_dim_k == 0 || n_rot > head_dim_k || n_rot % 2 != 0 {
@@ -157,7 +159,9 @@ impl Config {
                 ),
             });
         }
-        let freq_base = h.opt_f32("rope.freq_base")?.unwrap_or(spec.default_rope_base);
+        let freq_base = h
+            .opt_f32("rope.freq_base")?
+            .unwrap_or(spec.default_rope_base);
         // llama.cpp reads the factor whatever the type (default "linear").
         let freq_scale = match h.opt_str("rope.scaling.type") {
             None | Some("linear") => match h.opt_f32("rope.scaling.factor")? {
@@ -172,7 +176,11 @@ impl Config {
             .tensor("token_embd.weight")
             .or_else(|| file.tensor("output.weight"))
             .map(|t| t.n_rows() as usize)
-            .or_else(|| file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()))
+            .or_else(|| {
+                file.get("tokenizer.ggml.tokens")
+                    .and_then(|v| v.as_array())
+                    .map(|a| a.len())
+            })
             .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
         let mut cfg = Config {
             arch: spec.name.to_string(),
@@ -186,7 +194,9 @@ impl Config {
             head_dim_v,
             n_vocab,
             n_ctx_train: h.opt_usize("context_length")?.unwrap_or(2048),
-            rms_eps: h.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            rms_eps: h
+                .opt_f32("attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-5),
             rope: Rope {
                 layout: spec.rope_layout,
                 n_rot,

@@ -43,7 +43,9 @@ impl Scratch {
 }
 
 /// Run one block over `x` (`[n][n_embd]`, updated in place) for tokens at
-/// `positions`, reading and extending cache layer `cache_layer`.
+/// `positions`, reading and extending cache layer `cache_layer`; attention
+/// sums its dot products in `order`.
+#[allow(clippy::too_many_arguments)]
 pub fn block(
     cfg: &Config,
     w: &LayerWeights,

@@ -39,6 +39,7 @@ pub fn swiglu(gate: &mut [f32], up: &[f32], width: usize) {
 /// with the same fused operations and special cases (0 below about
 /// -103.97, infinity above about 88.38). Each lane's result does not depend
 /// on the others.
+#[allow(clippy::excessive_precision)]
 pub fn ggml_v_expf(x: f32) -> f32 {
     const SHIFTER: f32 = 12582912.0; // 0x1.8p23
     const LOG2E: f32 = 1.442_695_021_629_333_5; // 0x1.715476p+0
@@ -60,8 +61,8 @@ pub fn ggml_v_expf(x: f32) -> f32 {
         .mul_add(b, C4)
         .mul_add(u, C3.mul_add(b, C2))
         .mul_add(u, C1 * b);
-    // `!(|n| > 126)`, so that NaN takes this branch as in ggml.
-    if !(n.abs() > 126.0) {
+    // NaN takes this branch too, as in ggml (its test is `|n| > 126`).
+    if n.abs() <= 126.0 || n.is_nan() {
         return j.mul_add(k, k);
     }
     let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
@@ -73,6 +74,8 @@ pub fn ggml_v_expf(x: f32) -> f32 {
     s2.mul_add(j, s2) * s1
 }
 
+// ggml's constants, written out to the digits that give their f32 values.
+#[allow(clippy::excessive_precision)]
 const SQRT_2_OVER_PI: f32 = 0.797_884_560_802_865_4;
 const GELU_COEF_A: f32 = 0.044715;
 
@@ -141,6 +144,13 @@ mod tests {
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
         assert_eq!(SQRT_2_OVER_PI.to_bits(), 0x3f4c_422a);
+        assert!(ggml_v_expf(f32::NAN).is_nan());
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let (a, b) = (ggml_v_expf(x), x.exp());
+            assert!((a - b).abs() <= 2e-6 * b, "{x}: {a} vs {b}");
+            x += 0.37;
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(crate) struct SentencePiece {
     scores: Vec<f32>,
     /// The `<0xNN>` token of each byte (or the byte itself as a token, as
     /// llama.cpp falls back to); `None` when the vocabulary has neither.
-    byte_tokens: [Option<u32>; 256],
+    byte_tokens: Box<[Option<u32>; 256]>,
     /// `tokenizer.ggml.add_space_prefix` (default true).
     pub(crate) add_space_prefix: bool,
 }
@@ -103,7 +103,7 @@ impl SentencePiece {
             .enumerate()
             .map(|(i, t)| (t.as_str().into(), i as u32))
             .collect();
-        let mut byte_tokens = [None; 256];
+        let mut byte_tokens = Box::new([None; 256]);
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             let hex = format!("<0x{b:02X}>");
             *slot = by_text.get(hex.as_str()).copied().or_else(|| {
@@ -152,7 +152,10 @@ impl SentencePiece {
         }
 
         let mut queue = BinaryHeap::new();
-        let push = |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], l: Option<usize>, r: Option<usize>| {
+        let push = |queue: &mut BinaryHeap<Bigram>,
+                    symbols: &[Symbol],
+                    l: Option<usize>,
+                    r: Option<usize>| {
             let (Some(l), Some(r)) = (l, r) else {
                 return;
             };

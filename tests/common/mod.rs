@@ -91,7 +91,10 @@ pub fn gemma_prompts() -> Vec<String> {
 /// The lines of `tests/data/tokenizer_corpus.txt`, unescaped (`\n`, `\t`,
 /// `\r`, `\\`, `\u{XXXX}`; any other backslash stays as it is).
 pub fn tokenizer_corpus() -> Vec<String> {
-    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tokenizer_corpus.txt");
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/tokenizer_corpus.txt"
+    );
     let text = std::fs::read_to_string(corpus).expect("read the tokenizer corpus");
     text.lines().map(unescape_corpus_line).collect()
 }

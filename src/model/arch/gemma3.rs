@@ -57,7 +57,9 @@ fn hparams(h: &Hparams, cfg: &mut Config) -> Result<()> {
             }
             // A period: the last layer of each period is global.
             None => {
-                let period = h.opt_usize("attention.sliding_window_pattern")?.unwrap_or(6);
+                let period = h
+                    .opt_usize("attention.sliding_window_pattern")?
+                    .unwrap_or(6);
                 (0..cfg.n_layer)
                     .map(|il| period == 0 || il % period < period - 1)
                     .collect()
