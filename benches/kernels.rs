@@ -119,14 +119,28 @@ mod ggml {
             sys::ggml_cpu_init();
             *sys::ggml_get_type_traits_cpu(ty.id() as sys::ggml_type)
         };
-        assert_eq!(t.vec_dot_type, quant::vec_dot_type(ty).id() as sys::ggml_type);
+        assert_eq!(
+            t.vec_dot_type,
+            quant::vec_dot_type(ty).id() as sys::ggml_type
+        );
         let f = t.vec_dot.expect("vec_dot");
         move |n, w, a| {
             assert!(w.len() >= ty.row_bytes(n as u64).unwrap() as usize);
             let mut s = 0f32;
             // SAFETY: `w` holds n values of `ty` (checked) and `a` is the
             // matching activation row built by the caller; one result.
-            unsafe { f(n as i32, &mut s, 0, w.as_ptr().cast(), 0, a.as_ptr().cast(), 0, 1) };
+            unsafe {
+                f(
+                    n as i32,
+                    &mut s,
+                    0,
+                    w.as_ptr().cast(),
+                    0,
+                    a.as_ptr().cast(),
+                    0,
+                    1,
+                )
+            };
             s
         }
     }

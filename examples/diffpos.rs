@@ -31,7 +31,9 @@ mod with_llama_cpp {
                 &path,
                 &LoadOptions {
                     n_threads: Some(2),
-                    layers: None, ..Default::default()},
+                    layers: None,
+                    ..Default::default()
+                },
             )
             .unwrap(),
         );

@@ -34,7 +34,10 @@ fn round_trips_in_every_dtype() {
         }
     }
     let t = Frame::tokens(model(), 9, 0, &[1, 2, 3]);
-    assert_eq!(Frame::decode(&t.encode()).unwrap().token_ids().unwrap(), vec![1, 2, 3]);
+    assert_eq!(
+        Frame::decode(&t.encode()).unwrap().token_ids().unwrap(),
+        vec![1, 2, 3]
+    );
     assert_eq!(hidden().encoded_len(), 80 + 3 * 8 * 4 + 32);
 }
 
@@ -42,20 +45,72 @@ fn round_trips_in_every_dtype() {
 fn every_header_field_is_validated() {
     let good = hidden().encode();
     let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, fn(&Error) -> bool)> = vec![
-        ("magic", Box::new(|b| b[0] = b'X'), |e| matches!(e, Error::FrameMalformed { field: "magic", .. })),
-        ("version", Box::new(|b| b[4] = 2), |e| matches!(e, Error::FrameMalformed { field: "version", .. })),
-        ("kind", Box::new(|b| b[6] = 9), |e| matches!(e, Error::FrameMalformed { field: "kind", .. })),
-        ("dtype", Box::new(|b| b[7] = 9), |e| matches!(e, Error::FrameMalformed { field: "dtype", .. })),
-        ("dtype/kind", Box::new(|b| b[7] = 3), |e| matches!(e, Error::FrameMalformed { field: "dtype", .. })),
-        ("reserved", Box::new(|b| b[44] = 1), |e| matches!(e, Error::FrameMalformed { field: "reserved", .. })),
-        ("count zero", Box::new(|b| b[64..68].copy_from_slice(&0u32.to_le_bytes())), |e| {
-            matches!(e, Error::FrameMalformed { field: "token count", .. })
+        ("magic", Box::new(|b| b[0] = b'X'), |e| {
+            matches!(e, Error::FrameMalformed { field: "magic", .. })
         }),
-        ("count", Box::new(|b| b[64] = 4), |e| matches!(e, Error::FrameMalformed { field: "payload length", .. })),
-        ("width zero", Box::new(|b| b[68..72].copy_from_slice(&0u32.to_le_bytes())), |e| {
-            matches!(e, Error::FrameMalformed { field: "width", .. })
+        ("version", Box::new(|b| b[4] = 2), |e| {
+            matches!(
+                e,
+                Error::FrameMalformed {
+                    field: "version",
+                    ..
+                }
+            )
         }),
-        ("width", Box::new(|b| b[68] = 9), |e| matches!(e, Error::FrameMalformed { field: "payload length", .. })),
+        ("kind", Box::new(|b| b[6] = 9), |e| {
+            matches!(e, Error::FrameMalformed { field: "kind", .. })
+        }),
+        ("dtype", Box::new(|b| b[7] = 9), |e| {
+            matches!(e, Error::FrameMalformed { field: "dtype", .. })
+        }),
+        ("dtype/kind", Box::new(|b| b[7] = 3), |e| {
+            matches!(e, Error::FrameMalformed { field: "dtype", .. })
+        }),
+        ("reserved", Box::new(|b| b[44] = 1), |e| {
+            matches!(
+                e,
+                Error::FrameMalformed {
+                    field: "reserved",
+                    ..
+                }
+            )
+        }),
+        (
+            "count zero",
+            Box::new(|b| b[64..68].copy_from_slice(&0u32.to_le_bytes())),
+            |e| {
+                matches!(
+                    e,
+                    Error::FrameMalformed {
+                        field: "token count",
+                        ..
+                    }
+                )
+            },
+        ),
+        ("count", Box::new(|b| b[64] = 4), |e| {
+            matches!(
+                e,
+                Error::FrameMalformed {
+                    field: "payload length",
+                    ..
+                }
+            )
+        }),
+        (
+            "width zero",
+            Box::new(|b| b[68..72].copy_from_slice(&0u32.to_le_bytes())),
+            |e| matches!(e, Error::FrameMalformed { field: "width", .. }),
+        ),
+        ("width", Box::new(|b| b[68] = 9), |e| {
+            matches!(
+                e,
+                Error::FrameMalformed {
+                    field: "payload length",
+                    ..
+                }
+            )
+        }),
     ];
     for (name, corrupt, is_right) in cases {
         let mut b = good.clone();
@@ -74,10 +129,22 @@ fn lengths_and_checksum() {
     // Payload length announcing more than the frame holds, or absurdly much.
     let mut b = good.clone();
     b[72..80].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(matches!(Frame::decode(&b), Err(Error::FrameMalformed { field: "payload length", .. })));
+    assert!(matches!(
+        Frame::decode(&b),
+        Err(Error::FrameMalformed {
+            field: "payload length",
+            ..
+        })
+    ));
     let mut b = good.clone();
     b[72..80].copy_from_slice(&100u64.to_le_bytes());
-    assert!(matches!(Frame::decode(&reseal(b)), Err(Error::FrameMalformed { field: "length", .. })));
+    assert!(matches!(
+        Frame::decode(&reseal(b)),
+        Err(Error::FrameMalformed {
+            field: "length",
+            ..
+        })
+    ));
     // Truncated anywhere, and extended.
     for n in 0..good.len() {
         assert!(Frame::decode(&good[..n]).is_err(), "prefix {n}");
@@ -89,7 +156,10 @@ fn lengths_and_checksum() {
     for i in (80..good.len()).step_by(7) {
         let mut b = good.clone();
         b[i] ^= 0x10;
-        assert!(matches!(Frame::decode(&b), Err(Error::FrameChecksum)), "byte {i}");
+        assert!(
+            matches!(Frame::decode(&b), Err(Error::FrameChecksum)),
+            "byte {i}"
+        );
     }
     // Every single-bit flip anywhere is an error, never a panic.
     for bit in 0..good.len() * 8 {
@@ -104,13 +174,41 @@ fn context_checks_name_the_field() {
     let f = hidden();
     let m = model();
     f.check(&m, 10, 8, 5).unwrap();
-    assert!(matches!(f.check(&Digest::of(b"other"), 10, 8, 5), Err(Error::FrameWrongModel { .. })));
-    assert!(matches!(f.check(&m, 11, 8, 5), Err(Error::FrameWrongBoundary { expected: 11, found: 10 })));
-    assert!(matches!(f.check(&m, 10, 16, 5), Err(Error::FrameWrongWidth { expected: 16, found: 8 })));
-    assert!(matches!(f.check(&m, 10, 8, 4), Err(Error::FrameWrongPosition { held: 4, found: 5, .. })));
-    assert!(matches!(f.check(&m, 0, 8, 5), Err(Error::FrameWrongKind { .. })));
+    assert!(matches!(
+        f.check(&Digest::of(b"other"), 10, 8, 5),
+        Err(Error::FrameWrongModel { .. })
+    ));
+    assert!(matches!(
+        f.check(&m, 11, 8, 5),
+        Err(Error::FrameWrongBoundary {
+            expected: 11,
+            found: 10
+        })
+    ));
+    assert!(matches!(
+        f.check(&m, 10, 16, 5),
+        Err(Error::FrameWrongWidth {
+            expected: 16,
+            found: 8
+        })
+    ));
+    assert!(matches!(
+        f.check(&m, 10, 8, 4),
+        Err(Error::FrameWrongPosition {
+            held: 4,
+            found: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        f.check(&m, 0, 8, 5),
+        Err(Error::FrameWrongKind { .. })
+    ));
     let t = Frame::tokens(m, 1, 0, &[1]);
-    assert!(matches!(t.check(&m, 10, 8, 0), Err(Error::FrameWrongKind { .. })));
+    assert!(matches!(
+        t.check(&m, 10, 8, 0),
+        Err(Error::FrameWrongKind { .. })
+    ));
     assert!(t.values().is_err());
     assert!(f.token_ids().is_err());
 }

@@ -17,7 +17,9 @@ fn try_load(bytes: Vec<u8>) -> Result<(), strata::Error> {
         file,
         &LoadOptions {
             n_threads: Some(1),
-            layers: None, ..Default::default()},
+            layers: None,
+            ..Default::default()
+        },
     )
     .map(|_| ())
 }

@@ -157,7 +157,9 @@ fn clear_errors_for_bad_input() {
         ),
         &LoadOptions {
             n_threads: Some(1),
-            layers: Some(1..5), ..Default::default()},
+            layers: Some(1..5),
+            ..Default::default()
+        },
     );
     assert!(matches!(bad_range, Err(Error::InvalidParameter { .. })));
 }

@@ -31,7 +31,9 @@ fn load(path: &std::path::Path) -> Arc<Model> {
             path,
             &LoadOptions {
                 n_threads: Some(2),
-                layers: None, ..Default::default()},
+                layers: None,
+                ..Default::default()
+            },
         )
         .unwrap(),
     )
@@ -186,7 +188,9 @@ fn synthetic_architectures_match_llama_cpp() {
     let src = GgufFile::open(common::smollm2()).unwrap();
     let dir = std::env::temp_dir().join(format!("strata-arch-parity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let all = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K];
+    let all = [
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    ];
     let cases = [
         ("qwen2", &[Q8_0, Q4_1, Q4_K, F16][..]),
         ("qwen3", &all[..]),

@@ -12,8 +12,23 @@ use strata::shard::{self, Digest, Frame, NodeLimits, ShardNode};
 use strata::{LoadOptions, Model, Numerics, Session, SessionOptions};
 
 fn node(path: &std::path::Path, layers: Option<Range<usize>>, threads: usize) -> ShardNode {
-    let m = Model::load(path, &LoadOptions { n_threads: Some(threads), layers, numerics: Numerics::BatchInvariant }).unwrap();
-    ShardNode::new(Arc::new(m), NodeLimits { max_sessions: 4, n_ctx: 256 }).unwrap()
+    let m = Model::load(
+        path,
+        &LoadOptions {
+            n_threads: Some(threads),
+            layers,
+            numerics: Numerics::BatchInvariant,
+        },
+    )
+    .unwrap();
+    ShardNode::new(
+        Arc::new(m),
+        NodeLimits {
+            max_sessions: 4,
+            n_ctx: 256,
+        },
+    )
+    .unwrap()
 }
 
 /// Run `input` through every node; returns each hop's output frame.
@@ -30,7 +45,12 @@ fn through(nodes: &[ShardNode], input: Frame) -> Vec<Frame> {
 }
 
 /// Greedy generation through a pipeline: tokens and the last logits.
-fn pipeline_greedy(nodes: &[ShardNode], digest: Digest, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
+fn pipeline_greedy(
+    nodes: &[ShardNode],
+    digest: Digest,
+    prompt: &[u32],
+    n: usize,
+) -> (Vec<u32>, Vec<f32>) {
     let mut frame = Frame::tokens(digest, 1, 0, prompt);
     let mut pos = prompt.len() as u64;
     let mut tokens = Vec::new();
@@ -47,7 +67,17 @@ fn pipeline_greedy(nodes: &[ShardNode], digest: Digest, prompt: &[u32], n: usize
 }
 
 fn whole_greedy(path: &std::path::Path, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
-    let m = Arc::new(Model::load(path, &LoadOptions { n_threads: Some(2), layers: None, ..Default::default()}).unwrap());
+    let m = Arc::new(
+        Model::load(
+            path,
+            &LoadOptions {
+                n_threads: Some(2),
+                layers: None,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
     let mut s = Session::new(m, &SessionOptions { n_ctx: Some(256) }).unwrap();
     let mut logits = s.feed(prompt).unwrap();
     let mut tokens = Vec::new();
@@ -62,8 +92,18 @@ fn whole_greedy(path: &std::path::Path, prompt: &[u32], n: usize) -> (Vec<u32>, 
 }
 
 fn prompt(path: &std::path::Path) -> Vec<u32> {
-    let m = Model::load(path, &LoadOptions { n_threads: Some(1), layers: Some(0..1), ..Default::default()}).unwrap();
-    m.tokenizer().encode("The history of the printing press begins", true, true).unwrap()
+    let m = Model::load(
+        path,
+        &LoadOptions {
+            n_threads: Some(1),
+            layers: Some(0..1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    m.tokenizer()
+        .encode("The history of the printing press begins", true, true)
+        .unwrap()
 }
 
 #[test]
@@ -72,12 +112,21 @@ fn three_shards_from_ranges_and_from_files_match_the_whole_model() {
     let p = prompt(&path);
     let (want_tokens, want_logits) = whole_greedy(&path, &p, 16);
 
-    let ranged: Vec<ShardNode> = [0..10, 10..20, 20..30].into_iter().map(|r| node(&path, Some(r), 2)).collect();
+    let ranged: Vec<ShardNode> = [0..10, 10..20, 20..30]
+        .into_iter()
+        .map(|r| node(&path, Some(r), 2))
+        .collect();
     let digest = ranged[0].digest();
     assert!(ranged.iter().all(|n| n.digest() == digest));
     let (tokens, logits) = pipeline_greedy(&ranged, digest, &p, 16);
     assert_eq!(tokens, want_tokens);
-    assert!(logits.iter().zip(&want_logits).all(|(a, b)| a.to_bits() == b.to_bits()), "final logits differ");
+    assert!(
+        logits
+            .iter()
+            .zip(&want_logits)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "final logits differ"
+    );
 
     let dir = std::env::temp_dir().join(format!("strata-shards-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -87,21 +136,45 @@ fn three_shards_from_ranges_and_from_files_match_the_whole_model() {
     for (f, n) in files.iter().zip(&from_files) {
         assert_eq!(n.digest(), digest, "shard files carry the parent digest");
         let sf = strata::gguf::GgufFile::open(f).unwrap();
-        strata::shard::ShardInfo::from_gguf(&sf).unwrap().unwrap().verify_tensors(&sf).unwrap();
-        let (part, whole) = (std::fs::metadata(f).unwrap().len(), std::fs::metadata(&path).unwrap().len());
+        strata::shard::ShardInfo::from_gguf(&sf)
+            .unwrap()
+            .unwrap()
+            .verify_tensors(&sf)
+            .unwrap();
+        let (part, whole) = (
+            std::fs::metadata(f).unwrap().len(),
+            std::fs::metadata(&path).unwrap().len(),
+        );
         eprintln!("{}: {part} bytes of the whole model's {whole}", f.display());
         assert!(part < whole * 3 / 5);
     }
     let (tokens, logits) = pipeline_greedy(&from_files, digest, &p, 16);
     assert_eq!(tokens, want_tokens);
-    assert!(logits.iter().zip(&want_logits).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(logits
+        .iter()
+        .zip(&want_logits)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     // A range outside a shard file is refused.
-    assert!(Model::load(&files[1], &LoadOptions { n_threads: Some(1), layers: Some(0..10), ..Default::default()}).is_err());
+    assert!(Model::load(
+        &files[1],
+        &LoadOptions {
+            n_threads: Some(1),
+            layers: Some(0..10),
+            ..Default::default()
+        }
+    )
+    .is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Concatenated payloads of each hop's outputs, for a prompt fed in chunks.
-fn hop_bytes(nodes: &[ShardNode], digest: Digest, session: u64, prompt: &[u32], chunk: usize) -> Vec<Vec<u8>> {
+fn hop_bytes(
+    nodes: &[ShardNode],
+    digest: Digest,
+    session: u64,
+    prompt: &[u32],
+    chunk: usize,
+) -> Vec<Vec<u8>> {
     let mut hops = vec![Vec::new(); nodes.len()];
     for (i, c) in prompt.chunks(chunk).enumerate() {
         let frames = through(nodes, Frame::tokens(digest, session, (i * chunk) as u64, c));
@@ -119,21 +192,42 @@ fn hop_bytes(nodes: &[ShardNode], digest: Digest, session: u64, prompt: &[u32], 
 fn outputs_are_identical_across_threads_and_prompt_splits() {
     let path = common::smollm2();
     let p: Vec<u32> = {
-        let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..1), ..Default::default()}).unwrap();
+        let m = Model::load(
+            &path,
+            &LoadOptions {
+                n_threads: Some(1),
+                layers: Some(0..1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         m.tokenizer()
             .encode("Determinism lets redundant nodes verify each other by comparing digests of their outputs.", true, true)
             .unwrap()
     };
-    let build = |threads| -> Vec<ShardNode> { [0..15, 15..30].into_iter().map(|r| node(&path, Some(r), threads)).collect() };
+    let build = |threads| -> Vec<ShardNode> {
+        [0..15, 15..30]
+            .into_iter()
+            .map(|r| node(&path, Some(r), threads))
+            .collect()
+    };
     let (one, two) = (build(1), build(2));
     let digest = one[0].digest();
     let reference = hop_bytes(&two, digest, 1, &p, p.len());
     let digests = |h: &Vec<Vec<u8>>| h.iter().map(|b| Digest::of(b)).collect::<Vec<_>>();
-    for (name, nodes, chunk) in [("1 thread", &one, p.len()), ("token by token", &two, 1), ("chunks of 7", &two, 7)] {
+    for (name, nodes, chunk) in [
+        ("1 thread", &one, p.len()),
+        ("token by token", &two, 1),
+        ("chunks of 7", &two, 7),
+    ] {
         let got = hop_bytes(nodes, digest, 100 + chunk as u64, &p, chunk);
         assert_eq!(digests(&got), digests(&reference), "{name}");
     }
-    eprintln!("{} prompt tokens: hop digests {:?}", p.len(), digests(&reference));
+    eprintln!(
+        "{} prompt tokens: hop digests {:?}",
+        p.len(),
+        digests(&reference)
+    );
 }
 
 #[test]
@@ -142,7 +236,10 @@ fn many_sessions_from_several_threads_match_serial_runs() {
     let node = Arc::new(node(&path, Some(0..30), 2));
     let digest = node.digest();
     let tok = node.model().tokenizer();
-    let prompts: Vec<Vec<u32>> = common::PROMPTS[..4].iter().map(|p| tok.encode(p, true, true).unwrap()).collect();
+    let prompts: Vec<Vec<u32>> = common::PROMPTS[..4]
+        .iter()
+        .map(|p| tok.encode(p, true, true).unwrap())
+        .collect();
     // Serial: each prompt in its own session, then 4 greedy steps.
     let run = |node: &ShardNode, session: u64, p: &[u32]| -> Vec<Digest> {
         let mut out = Vec::new();
@@ -158,7 +255,11 @@ fn many_sessions_from_several_threads_match_serial_runs() {
         node.close(session).unwrap();
         out
     };
-    let serial: Vec<Vec<Digest>> = prompts.iter().enumerate().map(|(i, p)| run(&node, i as u64, p)).collect();
+    let serial: Vec<Vec<Digest>> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| run(&node, i as u64, p))
+        .collect();
     let parallel: Vec<Vec<Digest>> = std::thread::scope(|s| {
         let hs: Vec<_> = prompts
             .iter()
@@ -177,20 +278,56 @@ fn many_sessions_from_several_threads_match_serial_runs() {
 #[test]
 fn session_limits_and_bad_frames_leave_other_sessions_intact() {
     let path = common::smollm2();
-    let m = Model::load(&path, &LoadOptions { n_threads: Some(1), layers: Some(0..10), ..Default::default()}).unwrap();
-    let node = ShardNode::new(Arc::new(m), NodeLimits { max_sessions: 2, n_ctx: 8 }).unwrap();
+    let m = Model::load(
+        &path,
+        &LoadOptions {
+            n_threads: Some(1),
+            layers: Some(0..10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let node = ShardNode::new(
+        Arc::new(m),
+        NodeLimits {
+            max_sessions: 2,
+            n_ctx: 8,
+        },
+    )
+    .unwrap();
     let d = node.digest();
     let first = node.forward(&Frame::tokens(d, 1, 0, &[1, 2, 3])).unwrap();
     node.forward(&Frame::tokens(d, 2, 0, &[1])).unwrap();
-    assert!(matches!(node.forward(&Frame::tokens(d, 3, 0, &[1])), Err(strata::Error::TooManySessions { limit: 2 })));
-    assert!(matches!(node.forward(&Frame::tokens(d, 1, 3, &[1; 6])), Err(strata::Error::ContextFull { .. })));
-    assert!(matches!(node.forward(&Frame::tokens(d, 1, 9, &[1])), Err(strata::Error::FrameWrongPosition { .. })));
-    assert!(matches!(node.forward(&Frame::tokens(d, 1, 3, &[60_000])), Err(strata::Error::TokenOutOfRange { .. })));
-    assert!(matches!(node.forward(&Frame::tokens(Digest::of(b"x"), 1, 0, &[1])), Err(strata::Error::FrameWrongModel { .. })));
+    assert!(matches!(
+        node.forward(&Frame::tokens(d, 3, 0, &[1])),
+        Err(strata::Error::TooManySessions { limit: 2 })
+    ));
+    assert!(matches!(
+        node.forward(&Frame::tokens(d, 1, 3, &[1; 6])),
+        Err(strata::Error::ContextFull { .. })
+    ));
+    assert!(matches!(
+        node.forward(&Frame::tokens(d, 1, 9, &[1])),
+        Err(strata::Error::FrameWrongPosition { .. })
+    ));
+    assert!(matches!(
+        node.forward(&Frame::tokens(d, 1, 3, &[60_000])),
+        Err(strata::Error::TokenOutOfRange { .. })
+    ));
+    assert!(matches!(
+        node.forward(&Frame::tokens(Digest::of(b"x"), 1, 0, &[1])),
+        Err(strata::Error::FrameWrongModel { .. })
+    ));
     // Session 1 still holds its 3 positions and replays to the same bits.
     assert_eq!(node.position(1), 3);
-    assert_eq!(node.forward(&Frame::tokens(d, 1, 0, &[1, 2, 3])).unwrap(), first);
+    assert_eq!(
+        node.forward(&Frame::tokens(d, 1, 0, &[1, 2, 3])).unwrap(),
+        first
+    );
     node.truncate(1, 1).unwrap();
     assert_eq!(node.position(1), 1);
-    assert!(matches!(node.close(9), Err(strata::Error::UnknownSession(9))));
+    assert!(matches!(
+        node.close(9),
+        Err(strata::Error::UnknownSession(9))
+    ));
 }

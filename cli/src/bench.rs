@@ -102,7 +102,9 @@ pub fn run(raw: &[String]) -> Result<(), String> {
             &path,
             &strata::LoadOptions {
                 n_threads: Some(threads),
-                layers: None, ..Default::default()},
+                layers: None,
+                ..Default::default()
+            },
         )
         .map_err(|e| e.to_string())?,
     );

@@ -178,7 +178,9 @@ mod tests {
     use super::*;
 
     fn msgs(m: &[(&str, &str)]) -> Vec<(String, String)> {
-        m.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect()
+        m.iter()
+            .map(|(r, c)| (r.to_string(), c.to_string()))
+            .collect()
     }
 
     #[test]
@@ -220,7 +222,10 @@ mod tests {
             {%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}";
         let t = Template::new(src.into(), "<bos>".into(), "<eos>".into()).unwrap();
         let out = t.render(&msgs(&[("system", "S"), ("user", "U")])).unwrap();
-        assert_eq!(out, "<bos><start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n");
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
+        );
         let err = t.render(&msgs(&[("assistant", "A")])).unwrap_err();
         assert!(err.contains("Conversation roles must alternate"), "{err}");
     }

@@ -18,7 +18,8 @@ const KNOWN: &[&str] = &[
     "seed",
     "threads",
     "ctx-size",
-    "stop", "route",
+    "stop",
+    "route",
     "json",
 ];
 

@@ -108,7 +108,9 @@ pub fn sampler_params(a: &args::Args) -> Result<strata::sampler::SamplerParams, 
 pub fn load_options(a: &args::Args) -> Result<strata::LoadOptions, String> {
     Ok(strata::LoadOptions {
         n_threads: a.get("threads")?,
-        layers: None, ..Default::default()})
+        layers: None,
+        ..Default::default()
+    })
 }
 
 pub const COMMON_ALIASES: &[(&str, &str)] = &[

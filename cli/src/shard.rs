@@ -30,8 +30,14 @@ pub fn split(raw: &[String]) -> Result<(), String> {
         (None, Some(l)) => shard::parse_ranges(l).map_err(e)?,
         _ => return Err("split needs exactly one of --shards N or --layers 0..10,10..20".into()),
     };
-    let out = a.str("output").map(Path::new).unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")));
-    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    let out = a
+        .str("output")
+        .map(Path::new)
+        .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")));
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
     let t = Instant::now();
     let files = shard::split(&file, &ranges, out, &stem).map_err(e)?;
     let cost = ModelCost::from_gguf(&file).map_err(e)?;
@@ -46,22 +52,32 @@ pub fn split(raw: &[String]) -> Result<(), String> {
             m.kv_bytes_per_token as f64 / 1024.0
         );
     }
-    eprintln!("wrote {} shard files in {:.1} s", files.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} shard files in {:.1} s",
+        files.len(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&s[..i], match &s[i..].to_ascii_uppercase()[..] {
-            "K" | "KB" | "KIB" => 1u64 << 10,
-            "M" | "MB" | "MIB" => 1 << 20,
-            "G" | "GB" | "GIB" => 1 << 30,
-            "T" | "TB" | "TIB" => 1 << 40,
-            other => return Err(format!("unknown size unit '{other}'")),
-        }),
+        Some((i, _)) => (
+            &s[..i],
+            match &s[i..].to_ascii_uppercase()[..] {
+                "K" | "KB" | "KIB" => 1u64 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                "T" | "TB" | "TIB" => 1 << 40,
+                other => return Err(format!("unknown size unit '{other}'")),
+            },
+        ),
         None => (s, 1),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size"))?;
     if !(v >= 0.0) {
         return Err(format!("'{s}' is not a size"));
     }
@@ -82,12 +98,16 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
         .map(|s| {
             let parts: Vec<&str> = s.split(':').collect();
             if parts.len() != 3 {
-                return Err(format!("--node {s}: expected NAME:MEMORY:SPEED, e.g. a:4G:1.0"));
+                return Err(format!(
+                    "--node {s}: expected NAME:MEMORY:SPEED, e.g. a:4G:1.0"
+                ));
             }
             Ok(NodeSpec {
                 name: parts[0].to_string(),
                 free_bytes: parse_bytes(parts[1])?,
-                speed: parts[2].parse().map_err(|_| format!("--node {s}: bad speed"))?,
+                speed: parts[2]
+                    .parse()
+                    .map_err(|_| format!("--node {s}: bad speed"))?,
             })
         })
         .collect::<Result<_, String>>()?;
@@ -104,7 +124,11 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let slowest = p.iter().map(|x| x.stage_time).fold(0.0, f64::max);
-    println!("{} layers over {} nodes, context {n_ctx}:", cost.n_layer, nodes.len());
+    println!(
+        "{} layers over {} nodes, context {n_ctx}:",
+        cost.n_layer,
+        nodes.len()
+    );
     for x in &p {
         println!(
             "  {:<12} layers {:>3}..{:<3}  weights {:>8.1} MiB  KV {:>8.1} MiB  relative stage time {:.2}",
@@ -125,7 +149,15 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
 /// `strata shard serve -m MODEL [--layers a..b] --listen ADDR`
 pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
     let a = Args::parse(raw, &[], crate::COMMON_ALIASES)?;
-    a.check_known(&["model", "layers", "listen", "threads", "max-sessions", "ctx-size", "dtype"])?;
+    a.check_known(&[
+        "model",
+        "layers",
+        "listen",
+        "threads",
+        "max-sessions",
+        "ctx-size",
+        "dtype",
+    ])?;
     let path = crate::model_path(&a)?;
     let layers = match a.str("layers") {
         Some(l) => {
@@ -155,12 +187,22 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
         "bf16" => DType::BF16,
         other => return Err(format!("--dtype {other}: f32, f16 or bf16")),
     };
-    let node = ShardNode::new(Arc::new(model), limits).map_err(e)?.with_output_dtype(dtype).map_err(e)?;
+    let node = ShardNode::new(Arc::new(model), limits)
+        .map_err(e)?
+        .with_output_dtype(dtype)
+        .map_err(e)?;
     let addr = a.str("listen").unwrap_or("127.0.0.1:7070");
     let listener = TcpListener::bind(addr).map_err(|x| format!("cannot listen on {addr}: {x}"))?;
     let l = node.model().layers();
     // One line on stdout when ready, so scripts and tests can wait for it.
-    println!("serving layers {}..{} of {} on {} (model {})", l.start, l.end, path.display(), listener.local_addr().map_err(e)?, node.digest());
+    println!(
+        "serving layers {}..{} of {} on {} (model {})",
+        l.start,
+        l.end,
+        path.display(),
+        listener.local_addr().map_err(e)?,
+        node.digest()
+    );
     let _ = std::io::stdout().flush();
     serve(Arc::new(node), listener).map_err(e)
 }
@@ -203,7 +245,9 @@ pub fn generate_routed(a: &Args, route: &str, prompt: &str, json: bool) -> Resul
         if out.len() == n {
             break;
         }
-        logits = p.forward_tokens((ids.len() + out.len() - 1) as u64, &[t]).map_err(e)?;
+        logits = p
+            .forward_tokens((ids.len() + out.len() - 1) as u64, &[t])
+            .map_err(e)?;
     }
     text.push_str(&dec.finish());
     let gen_ms = t1.elapsed().as_secs_f64() * 1e3;
@@ -217,7 +261,13 @@ pub fn generate_routed(a: &Args, route: &str, prompt: &str, json: bool) -> Resul
         let _ = writeln!(stdout, "{v}");
     } else {
         let _ = writeln!(stdout);
-        eprintln!("\n{} hops, {} tokens, {:.1} tok/s, {} replays", addrs.len(), out.len(), out.len() as f64 * 1e3 / gen_ms, p.replays);
+        eprintln!(
+            "\n{} hops, {} tokens, {:.1} tok/s, {} replays",
+            addrs.len(),
+            out.len(),
+            out.len() as f64 * 1e3 / gen_ms,
+            p.replays
+        );
     }
     Ok(())
 }

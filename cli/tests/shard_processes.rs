@@ -13,9 +13,15 @@ use strata::shard::transport::Pipeline;
 fn smollm2() -> PathBuf {
     let dir = std::env::var_os("STRATA_MODELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
+        });
     let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     p
 }
 
@@ -45,7 +51,9 @@ fn serve(file: &Path, listen: &str) -> Server {
         .spawn()
         .expect("start strata shard serve");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     // "serving layers A..B of PATH on ADDR (model DIGEST)"
     let addr = line
         .split(" on ")
@@ -57,30 +65,68 @@ fn serve(file: &Path, listen: &str) -> Server {
 }
 
 fn split(dir: &Path) -> Vec<PathBuf> {
-    let out = strata().args(["split", "--shards", "3", "-o"]).arg(dir).arg("-m").arg(smollm2()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let out = strata()
+        .args(["split", "--shards", "3", "-o"])
+        .arg(dir)
+        .arg("-m")
+        .arg(smollm2())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort_by_key(|p| {
         let s = p.to_string_lossy().to_string();
-        s.split(".layers-").nth(1).and_then(|r| r.split('-').next()).and_then(|n| n.parse::<usize>().ok()).unwrap()
+        s.split(".layers-")
+            .nth(1)
+            .and_then(|r| r.split('-').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap()
     });
     files
 }
 
 fn tokens_of(json: &[u8]) -> Vec<u32> {
     let v: serde_json::Value = serde_json::from_slice(json).expect("JSON");
-    v["tokens"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 const PROMPT: &str = "The three most important inventions in history are";
 
 fn local_generate(n: usize) -> Vec<u32> {
     let out = strata()
-        .args(["generate", "-p", PROMPT, "-n", &n.to_string(), "--temp", "0", "-t", "2", "--json", "-m"])
+        .args([
+            "generate",
+            "-p",
+            PROMPT,
+            "-n",
+            &n.to_string(),
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "--json",
+            "-m",
+        ])
         .arg(smollm2())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokens_of(&out.stdout)
 }
 
@@ -96,13 +142,23 @@ fn three_serve_processes_and_a_client_match_generate() {
     let dir = tmpdir("procs");
     let files = split(&dir);
     let servers: Vec<Server> = files.iter().map(|f| serve(f, "127.0.0.1:0")).collect();
-    let route = servers.iter().map(|s| s.addr.clone()).collect::<Vec<_>>().join(",");
+    let route = servers
+        .iter()
+        .map(|s| s.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
     let out = strata()
-        .args(["generate", "-p", PROMPT, "-n", "24", "--temp", "0", "--json", "--route", &route, "-m"])
+        .args([
+            "generate", "-p", PROMPT, "-n", "24", "--temp", "0", "--json", "--route", &route, "-m",
+        ])
         .arg(smollm2())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(tokens_of(&out.stdout), local_generate(24));
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
@@ -114,7 +170,15 @@ fn killing_the_middle_node_and_replaying_gives_the_same_tokens() {
     let files = split(&dir);
     let mut servers: Vec<Server> = files.iter().map(|f| serve(f, "127.0.0.1:0")).collect();
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
-    let model = strata::Model::load(&files[0], &strata::LoadOptions { n_threads: Some(1), layers: None, ..Default::default()}).unwrap();
+    let model = strata::Model::load(
+        &files[0],
+        &strata::LoadOptions {
+            n_threads: Some(1),
+            layers: None,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let prompt = model.tokenizer().encode(PROMPT, true, true).unwrap();
     // Kill at generated token 11: the prompt must not end generation first.
     let mut p = Pipeline::connect(&addrs, 42).unwrap();
