@@ -11,8 +11,8 @@ mod writer;
 
 pub use reader::{GgufFile, TensorInfo};
 pub use value::{Value, ValueType};
-pub use writer::{GgufWriter, TensorData};
 pub(crate) use writer::{put_string, put_value};
+pub use writer::{GgufWriter, TensorData};
 
 /// `GGUF` read as a little-endian u32.
 pub const MAGIC: u32 = 0x4655_4747;

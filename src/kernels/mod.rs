@@ -23,7 +23,7 @@
 //! every type and every level the machine has, on random and real rows.
 //!
 //! `STRATA_FORCE_SCALAR=1` (read once per process) makes [`row_dot`] hand
-//! out the scalar reference.
+//! out the scalar reference; `STRATA_ISA=<level name>` caps the level.
 
 use std::sync::OnceLock;
 
@@ -237,20 +237,32 @@ fn rows_scalar<B: BlockFormat>(w: &[u8], a: &[u8], out: &mut [f32]) {
     unsafe { rows::<Reference<B>>(w, a, out) }
 }
 
-/// Whether `STRATA_FORCE_SCALAR` is set (read once).
-fn force_scalar() -> bool {
-    static FORCE: OnceLock<bool> = OnceLock::new();
-    *FORCE.get_or_init(|| std::env::var_os("STRATA_FORCE_SCALAR").is_some())
+/// The levels [`row_dot`] may use, fastest first (read once per process):
+/// all of [`Isa::ALL`]; only `Scalar` if `STRATA_FORCE_SCALAR` is set; or,
+/// if `STRATA_ISA` names a level (`avx2`, `scalar-avx2`, ...), that level
+/// and the ones after it (for measuring one level end to end).
+fn allowed_levels() -> &'static [Isa] {
+    static LEVELS: OnceLock<&'static [Isa]> = OnceLock::new();
+    LEVELS.get_or_init(|| {
+        if std::env::var_os("STRATA_FORCE_SCALAR").is_some() {
+            return &[Isa::Scalar];
+        }
+        let cap = std::env::var("STRATA_ISA").ok();
+        let from = Isa::ALL
+            .iter()
+            .position(|i| Some(i.name()) == cap.as_deref())
+            .unwrap_or(0);
+        &Isa::ALL[from..]
+    })
 }
 
-/// The fastest row kernel for weight type `ty` on this CPU (the scalar
-/// reference if `STRATA_FORCE_SCALAR` is set), or `None` for a type without
-/// a dot product.
+/// The fastest row kernel for weight type `ty` on this CPU (see
+/// `allowed_levels` for the `STRATA_FORCE_SCALAR` and `STRATA_ISA`
+/// overrides), or `None` for a type without a dot product.
 pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
-    if force_scalar() {
-        return row_dot_for(ty, Isa::Scalar);
-    }
-    Isa::ALL.iter().find_map(|&isa| row_dot_for(ty, isa))
+    allowed_levels()
+        .iter()
+        .find_map(|&isa| row_dot_for(ty, isa))
 }
 
 /// The row kernel for `ty` built for `isa`; `None` if this CPU lacks the

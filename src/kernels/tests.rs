@@ -85,7 +85,10 @@ fn random_blocks(rng: &mut Rng, ty: GgmlType, nb: usize) -> Vec<u8> {
             GgmlType::Q8_K => {
                 b[..4].copy_from_slice(&(1e-4 + rng.uniform() * 0.02).to_le_bytes());
                 for j in 0..16 {
-                    let s: i32 = b[4 + 16 * j..20 + 16 * j].iter().map(|&q| q as i8 as i32).sum();
+                    let s: i32 = b[4 + 16 * j..20 + 16 * j]
+                        .iter()
+                        .map(|&q| q as i8 as i32)
+                        .sum();
                     b[260 + 2 * j..262 + 2 * j].copy_from_slice(&(s as i16).to_le_bytes());
                 }
             }
@@ -115,7 +118,10 @@ fn quantizable(ty: GgmlType) -> bool {
 
 /// The levels this CPU runs, with the kernel each has for `ty`.
 fn kernels_for(ty: GgmlType) -> Vec<RowDot> {
-    Isa::ALL.iter().filter_map(|&isa| row_dot_for(ty, isa)).collect()
+    Isa::ALL
+        .iter()
+        .filter_map(|&isa| row_dot_for(ty, isa))
+        .collect()
 }
 
 /// Checks every kernel for `ty` against the reference on `rows` weight rows
@@ -158,13 +164,22 @@ fn levels_are_consistent() {
     }
     assert!(row_dot(GgmlType::I32).is_none());
     if Isa::Avx2.is_available() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
             assert!(row_dot_for(ty, Isa::Avx2).is_some(), "{ty}");
         }
     }
     println!(
         "levels here: {:?}",
-        Isa::ALL.iter().filter(|i| i.is_available()).collect::<Vec<_>>()
+        Isa::ALL
+            .iter()
+            .filter(|i| i.is_available())
+            .collect::<Vec<_>>()
     );
 }
 
@@ -226,11 +241,23 @@ fn random_blocks_match_the_reference_bit_for_bit() {
 /// sign tricks and saturating 16-bit sums go wrong), and mixed.
 #[test]
 fn extreme_quants_match_the_reference() {
-    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1] {
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_1,
+    ] {
         let at = quant::vec_dot_type(ty);
         let (ts, ats) = (ty.type_size(), at.type_size());
         let nb = 18;
-        for (wq, aq) in [(0x80u8, 0x80u8), (0x80, 0x7f), (0x7f, 0x80), (0xff, 0x80), (0x00, 0x80)] {
+        for (wq, aq) in [
+            (0x80u8, 0x80u8),
+            (0x80, 0x7f),
+            (0x7f, 0x80),
+            (0xff, 0x80),
+            (0x00, 0x80),
+        ] {
             let mut w = vec![wq; ts * nb * 5];
             let mut a = vec![aq; ats * nb];
             // Scale fields 1.0 (f16 0x3c00), Q8_1 sum field -1.0.
@@ -254,12 +281,25 @@ fn extreme_quants_match_the_reference() {
 #[test]
 fn mismatched_sizes_give_nan() {
     for isa in Isa::ALL {
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F16] {
-            let Some(k) = row_dot_for(ty, isa) else { continue };
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_1,
+            GgmlType::Q4_K,
+            GgmlType::F16,
+        ] {
+            let Some(k) = row_dot_for(ty, isa) else {
+                continue;
+            };
             let (ts, at) = (ty.type_size(), quant::vec_dot_type(ty));
             let per = at.type_size() * ty.block_size() / at.block_size();
-            assert!(k.dot(&vec![0u8; ts], &vec![0u8; 2 * per]).is_nan(), "{ty} {isa}");
-            assert!(k.dot(&vec![0u8; ts + 1], &vec![0u8; per]).is_nan(), "{ty} {isa}");
+            assert!(
+                k.dot(&vec![0u8; ts], &vec![0u8; 2 * per]).is_nan(),
+                "{ty} {isa}"
+            );
+            assert!(
+                k.dot(&vec![0u8; ts + 1], &vec![0u8; per]).is_nan(),
+                "{ty} {isa}"
+            );
             let mut out = [0f32; 3];
             k.dot_rows(&vec![0u8; 4 * ts], &vec![0u8; per], &mut out);
             assert!(out.iter().all(|v| v.is_nan()), "{ty} {isa}");
@@ -285,7 +325,9 @@ fn check_model(file: &str, tensors: &[&str], max_rows: usize) {
     };
     let mut rng = Rng(3);
     for name in tensors {
-        let t = f.tensor(name).unwrap_or_else(|| panic!("{file}: no tensor {name}"));
+        let t = f
+            .tensor(name)
+            .unwrap_or_else(|| panic!("{file}: no tensor {name}"));
         let n = t.row_len() as usize;
         let rb = t.ty.row_bytes(n as u64).unwrap() as usize;
         let rows = (t.n_rows() as usize).min(max_rows);

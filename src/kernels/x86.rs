@@ -24,10 +24,18 @@
 //! per-lane integer corrections computed from the activations once per
 //! block and shared by all rows.
 //!
-//! The multi-row form (`N` = 4) walks four weight rows through the blocks
-//! together: the activation block is loaded and its scale and corrections
-//! computed once, and the four rows' FMA chains (one FMA per block per row,
-//! latency-bound in a single row) overlap.
+//! The four-row forms ([`Kernel::four`]) of the 32-value formats walk four
+//! weight rows through the blocks together: the activation block is loaded
+//! and its corrections computed once, the four rows' scales are converted
+//! and multiplied by single instructions, the four FMA chains (one FMA per
+//! block per row, latency-bound in a single row) overlap, and for the
+//! 4-bit and 5-bit formats two rows share each 256-bit register (see
+//! [`Q32`]). All kernels prefetch the weight memory ahead ([`Prefetch`]).
+//!
+//! Measured on AMD Zen 4 (one core, rows in L2, `benches/kernels.rs`):
+//! Q4_1 ~18 GiB/s and Q8_0 ~27 GiB/s at the AVX-512 level against
+//! 1.5 and 2.6 GiB/s for the reference built for AVX2, and against ggml's
+//! own kernels' 11 and 20 GiB/s on the same rows.
 
 use std::arch::x86_64::*;
 
@@ -365,7 +373,10 @@ impl Quant32 for BlockQ5_0 {
     unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i) {
         let (lo, hi) = nibbles2(&a.qs, &b.qs);
         let (blo, bhi) = fifth_bits2(a.qh, b.qh);
-        (add_fifth_bit::<V512>(lo, blo), add_fifth_bit::<V512>(hi, bhi))
+        (
+            add_fifth_bit::<V512>(lo, blo),
+            add_fifth_bit::<V512>(hi, bhi),
+        )
     }
 }
 
@@ -382,7 +393,10 @@ impl Quant32 for BlockQ5_1 {
     unsafe fn quants2<const V512: bool>(a: &Self, b: &Self) -> (__m256i, __m256i) {
         let (lo, hi) = nibbles2(&a.qs, &b.qs);
         let (blo, bhi) = fifth_bits2(a.qh, b.qh);
-        (add_fifth_bit::<V512>(lo, blo), add_fifth_bit::<V512>(hi, bhi))
+        (
+            add_fifth_bit::<V512>(lo, blo),
+            add_fifth_bit::<V512>(hi, bhi),
+        )
     }
 }
 
@@ -599,9 +613,11 @@ impl<const V512: bool> Kernel for Q8_0<V512> {
 /// four-lane accumulator.
 pub(super) struct Q4K<const V512: bool>;
 
-impl<const V512: bool> Q4K<V512> {
+impl<const V512: bool> Kernel for Q4K<V512> {
+    type W = BlockQ4K;
+
     #[inline(always)]
-    unsafe fn row(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    unsafe fn one(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut acc_m = _mm_setzero_ps();
         let m4 = _mm256_set1_epi8(0x0f);
@@ -658,23 +674,16 @@ impl<const V512: bool> Q4K<V512> {
     }
 }
 
-impl<const V512: bool> Kernel for Q4K<V512> {
-    type W = BlockQ4K;
-
-    #[inline(always)]
-    unsafe fn one(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
-        Self::row(w, a)
-    }
-}
-
 /// Q6_K × Q8_K (`ggml_vec_dot_q6_K_q8_K`): unsigned 6-bit quants times the
 /// activations (`vpmaddubsw`, q < 64), times the signed 16-value scales
 /// (`vpmaddwd`); the −32 offset subtracted per lane through `bsums`.
 pub(super) struct Q6K<const V512: bool>;
 
-impl<const V512: bool> Q6K<V512> {
+impl<const V512: bool> Kernel for Q6K<V512> {
+    type W = BlockQ6K;
+
     #[inline(always)]
-    unsafe fn row(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    unsafe fn one(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
@@ -685,10 +694,8 @@ impl<const V512: bool> Q6K<V512> {
             let d = _mm_mul_ps(_mm_set_ss(yd), f16x1(x.d));
             let scales = _mm_loadu_si128(x.scales.as_ptr().cast());
             let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
-            let offset = _mm256_slli_epi32(
-                _mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)),
-                5,
-            );
+            let offset =
+                _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)), 5);
             let mut sumi = _mm256_setzero_si256();
             for half in 0..2 {
                 let ql1 = _mm256_loadu_si256(x.ql[64 * half..].as_ptr().cast());
@@ -724,15 +731,6 @@ impl<const V512: bool> Q6K<V512> {
             acc = fma_lanes(d, _mm256_sub_epi32(sumi, offset), acc);
         }
         hsum8(acc)
-    }
-}
-
-impl<const V512: bool> Kernel for Q6K<V512> {
-    type W = BlockQ6K;
-
-    #[inline(always)]
-    unsafe fn one(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
-        Self::row(w, a)
     }
 }
 
@@ -790,9 +788,11 @@ impl Load8 for BF16 {
 
 pub(super) struct Float<T>(std::marker::PhantomData<T>);
 
-impl<T: Load8 + BlockFormat<Dot = T>> Float<T> {
+impl<T: Load8 + BlockFormat<Dot = T>> Kernel for Float<T> {
+    type W = T;
+
     #[inline(always)]
-    unsafe fn row(w: &[T], a: &[T]) -> f32 {
+    unsafe fn one(w: &[T], a: &[T]) -> f32 {
         let n = w.len().min(a.len());
         let np = n & !31;
         let mut sum = [_mm256_setzero_ps(); 4];
@@ -803,10 +803,7 @@ impl<T: Load8 + BlockFormat<Dot = T>> Float<T> {
                 *s = _mm256_fmadd_ps(x, y, *s);
             }
         }
-        let v = _mm256_add_ps(
-            _mm256_add_ps(sum[0], sum[2]),
-            _mm256_add_ps(sum[1], sum[3]),
-        );
+        let v = _mm256_add_ps(_mm256_add_ps(sum[0], sum[2]), _mm256_add_ps(sum[1], sum[3]));
         let t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let mut t4 = [0f32; 4];
         _mm_storeu_ps(t4.as_mut_ptr(), t);
@@ -821,14 +818,5 @@ impl<T: Load8 + BlockFormat<Dot = T>> Float<T> {
         } else {
             tail.fold(reduced, |s, (&x, &y)| x.get().mul_add(y.get(), s))
         }
-    }
-}
-
-impl<T: Load8 + BlockFormat<Dot = T>> Kernel for Float<T> {
-    type W = T;
-
-    #[inline(always)]
-    unsafe fn one(w: &[T], a: &[T]) -> f32 {
-        Self::row(w, a)
     }
 }

@@ -13,10 +13,10 @@ use std::sync::{Arc, OnceLock};
 pub use config::Config;
 
 use crate::gguf::GgufFile;
-use crate::shard::{digest, Digest, ShardInfo};
 use crate::kv_cache::KvCache;
 use crate::ops::attention::DotOrder;
 use crate::ops::{matmul, norm, Weight};
+use crate::shard::{digest, Digest, ShardInfo};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use weights::{Binder, LayerWeights};
@@ -134,7 +134,9 @@ impl Model {
         let spec = arch::lookup(arch_name)?;
         let mut config = Config::from_gguf(&file, spec)?;
         let shard = ShardInfo::from_gguf(&file)?;
-        let available = shard.as_ref().map_or(0..config.n_layer, |s| s.layers.clone());
+        let available = shard
+            .as_ref()
+            .map_or(0..config.n_layer, |s| s.layers.clone());
         if shard.as_ref().is_some_and(|s| s.n_layer != config.n_layer) {
             return Err(Error::Malformed {
                 offset: 0,
@@ -142,14 +144,21 @@ impl Model {
             });
         }
         let layers = opts.layers.clone().unwrap_or(available.clone());
-        if layers.start >= layers.end || layers.start < available.start || layers.end > available.end {
+        if layers.start >= layers.end
+            || layers.start < available.start
+            || layers.end > available.end
+        {
             return Err(Error::invalid(
                 "layers",
                 format!(
                     "range {}..{} is empty or outside the {} layers {}..{}",
                     layers.start,
                     layers.end,
-                    if shard.is_some() { "shard file's" } else { "model's" },
+                    if shard.is_some() {
+                        "shard file's"
+                    } else {
+                        "model's"
+                    },
                     available.start,
                     available.end
                 ),

@@ -55,7 +55,8 @@ impl std::fmt::Display for Digest {
 
 /// Whether a metadata key is part of the identity.
 pub fn key_affects_compute(key: &str) -> bool {
-    !(key.starts_with("strata.shard.") || key.starts_with("general.")) || key == "general.architecture"
+    !(key.starts_with("strata.shard.") || key.starts_with("general."))
+        || key == "general.architecture"
 }
 
 /// Hash of the identity-relevant metadata, keys in sorted order.

@@ -136,15 +136,27 @@ impl Frame {
         values: &[f32],
     ) -> Result<Frame> {
         if kind == FrameKind::Tokens || dtype == DType::U32 {
-            return Err(Error::invalid("dtype", "float frames take f32, f16 or bf16"));
+            return Err(Error::invalid(
+                "dtype",
+                "float frames take f32, f16 or bf16",
+            ));
         }
         if width == 0 || values.len() % width as usize != 0 {
-            return Err(Error::invalid("width", format!("{} values are not rows of {width}", values.len())));
+            return Err(Error::invalid(
+                "width",
+                format!("{} values are not rows of {width}", values.len()),
+            ));
         }
         let payload = match dtype {
             DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            DType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-            DType::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+            DType::F16 => values
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            DType::BF16 => values
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect(),
             DType::U32 => unreachable!(),
         };
         Ok(Frame {
@@ -179,9 +191,18 @@ impl Frame {
     pub fn values(&self) -> Result<Vec<f32>> {
         let p = &self.payload;
         Ok(match self.dtype {
-            DType::F32 => p.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            DType::F16 => p.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::BF16 => p.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::F32 => p
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => p
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => p
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             DType::U32 => {
                 return Err(Error::FrameWrongKind {
                     expected: FrameKind::Hidden.name(),
@@ -227,18 +248,30 @@ impl Frame {
     /// checking the header's fixed fields.
     pub fn length_from_header(h: &[u8]) -> Result<usize> {
         if h.len() < HEADER_LEN {
-            return Err(malformed("header", format!("{} bytes, a header is {HEADER_LEN}", h.len())));
+            return Err(malformed(
+                "header",
+                format!("{} bytes, a header is {HEADER_LEN}", h.len()),
+            ));
         }
         if h[0..4] != MAGIC {
-            return Err(malformed("magic", format!("{:02x?} is not \"STAF\"", &h[0..4])));
+            return Err(malformed(
+                "magic",
+                format!("{:02x?} is not \"STAF\"", &h[0..4]),
+            ));
         }
         let version = u16::from_le_bytes([h[4], h[5]]);
         if version != VERSION {
-            return Err(malformed("version", format!("{version} (this library reads {VERSION})")));
+            return Err(malformed(
+                "version",
+                format!("{version} (this library reads {VERSION})"),
+            ));
         }
         let len = u64::from_le_bytes(h[72..80].try_into().unwrap_or([0; 8]));
         if len > MAX_PAYLOAD {
-            return Err(malformed("payload length", format!("{len} bytes exceeds {MAX_PAYLOAD}")));
+            return Err(malformed(
+                "payload length",
+                format!("{len} bytes exceeds {MAX_PAYLOAD}"),
+            ));
         }
         Ok(HEADER_LEN + len as usize + CHECKSUM_LEN)
     }
@@ -247,7 +280,10 @@ impl Frame {
     pub fn decode(b: &[u8]) -> Result<Frame> {
         let total = Self::length_from_header(b)?;
         if b.len() != total {
-            return Err(malformed("length", format!("{} bytes, the header announces {total}", b.len())));
+            return Err(malformed(
+                "length",
+                format!("{} bytes, the header announces {total}", b.len()),
+            ));
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let u64_at = |o: usize| {
@@ -255,10 +291,15 @@ impl Frame {
             a.copy_from_slice(&b[o..o + 8]);
             u64::from_le_bytes(a)
         };
-        let kind = FrameKind::from_u8(b[6]).ok_or_else(|| malformed("kind", format!("unknown kind {}", b[6])))?;
-        let dtype = DType::from_u8(b[7]).ok_or_else(|| malformed("dtype", format!("unknown dtype {}", b[7])))?;
+        let kind = FrameKind::from_u8(b[6])
+            .ok_or_else(|| malformed("kind", format!("unknown kind {}", b[6])))?;
+        let dtype = DType::from_u8(b[7])
+            .ok_or_else(|| malformed("dtype", format!("unknown dtype {}", b[7])))?;
         if (kind == FrameKind::Tokens) != (dtype == DType::U32) {
-            return Err(malformed("dtype", format!("{dtype:?} cannot carry {}", kind.name())));
+            return Err(malformed(
+                "dtype",
+                format!("{dtype:?} cannot carry {}", kind.name()),
+            ));
         }
         let mut model = [0u8; 32];
         model.copy_from_slice(&b[8..40]);
@@ -270,14 +311,19 @@ impl Frame {
             return Err(malformed("token count", "must be at least 1"));
         }
         if width == 0 || (kind == FrameKind::Tokens && width != 1) {
-            return Err(malformed("width", format!("{width} is not valid for {}", kind.name())));
+            return Err(malformed(
+                "width",
+                format!("{width} is not valid for {}", kind.name()),
+            ));
         }
         let payload_len = u64_at(72);
         let expected = (n_tokens as u64) * (width as u64) * dtype.size() as u64;
         if payload_len != expected {
             return Err(malformed(
                 "payload length",
-                format!("{payload_len} bytes, {n_tokens} rows of {width} {dtype:?} need {expected}"),
+                format!(
+                    "{payload_len} bytes, {n_tokens} rows of {width} {dtype:?} need {expected}"
+                ),
             ));
         }
         let body = total - CHECKSUM_LEN;
@@ -307,7 +353,11 @@ impl Frame {
                 found: self.model.to_hex(),
             });
         }
-        let want_kind = if boundary == 0 { FrameKind::Tokens } else { FrameKind::Hidden };
+        let want_kind = if boundary == 0 {
+            FrameKind::Tokens
+        } else {
+            FrameKind::Hidden
+        };
         if self.kind != want_kind {
             return Err(Error::FrameWrongKind {
                 expected: want_kind.name(),

@@ -62,7 +62,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ShardNode {
     pub fn new(model: Arc<Model>, limits: NodeLimits) -> Result<ShardNode> {
         if limits.max_sessions == 0 || limits.n_ctx == 0 {
-            return Err(Error::invalid("limits", "sessions and context must be at least 1"));
+            return Err(Error::invalid(
+                "limits",
+                "sessions and context must be at least 1",
+            ));
         }
         Ok(ShardNode {
             digest: model.digest(),
@@ -77,7 +80,10 @@ impl ShardNode {
     /// but change the next shard's input).
     pub fn with_output_dtype(mut self, dtype: DType) -> Result<ShardNode> {
         if dtype == DType::U32 {
-            return Err(Error::invalid("dtype", "hidden states are f32, f16 or bf16"));
+            return Err(Error::invalid(
+                "dtype",
+                "hidden states are f32, f16 or bf16",
+            ));
         }
         self.out_dtype = dtype;
         Ok(self)
@@ -133,7 +139,9 @@ impl ShardNode {
 
     /// Positions held by a session (0 for an unknown one).
     pub fn position(&self, id: u64) -> usize {
-        lock(&self.sessions).get(&id).map_or(0, |s| lock(s).position())
+        lock(&self.sessions)
+            .get(&id)
+            .map_or(0, |s| lock(s).position())
     }
 
     /// Run a frame through this node's layers. The first frame for a new
@@ -187,13 +195,19 @@ impl ShardNode {
 
     /// Roll a session back to `pos` positions.
     pub fn truncate(&self, id: u64, pos: usize) -> Result<()> {
-        let s = lock(&self.sessions).get(&id).cloned().ok_or(Error::UnknownSession(id))?;
+        let s = lock(&self.sessions)
+            .get(&id)
+            .cloned()
+            .ok_or(Error::UnknownSession(id))?;
         lock(&s).truncate(pos);
         Ok(())
     }
 
     /// Close a session and free its cache.
     pub fn close(&self, id: u64) -> Result<()> {
-        lock(&self.sessions).remove(&id).map(|_| ()).ok_or(Error::UnknownSession(id))
+        lock(&self.sessions)
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(Error::UnknownSession(id))
     }
 }

@@ -44,10 +44,21 @@ impl ModelCost {
         let key = |k: &str| format!("{arch}.{k}");
         let n_layer = file.get_usize_max(&key("block_count"), 1 << 20)?;
         let n_embd = file.get_usize_max(&key("embedding_length"), 1 << 24)? as u64;
-        let n_head = file.get_usize_max(&key("attention.head_count"), 1 << 20)?.max(1) as u64;
-        let n_kv = file.get(&key("attention.head_count_kv")).and_then(|v| v.as_u64()).unwrap_or(n_head);
-        let kd = file.get(&key("attention.key_length")).and_then(|v| v.as_u64()).unwrap_or(n_embd / n_head);
-        let vd = file.get(&key("attention.value_length")).and_then(|v| v.as_u64()).unwrap_or(kd);
+        let n_head = file
+            .get_usize_max(&key("attention.head_count"), 1 << 20)?
+            .max(1) as u64;
+        let n_kv = file
+            .get(&key("attention.head_count_kv"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(n_head);
+        let kd = file
+            .get(&key("attention.key_length"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(n_embd / n_head);
+        let vd = file
+            .get(&key("attention.value_length"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(kd);
         let tied = file.tensor("output.weight").is_none();
         let mut layer_bytes = vec![0u64; n_layer];
         let (mut embed_bytes, mut head_bytes) = (0, 0);
@@ -55,9 +66,20 @@ impl ModelCost {
             let all = 0..n_layer;
             if t.name == "token_embd.weight" {
                 embed_bytes = t.size;
-            } else if tensor_in_range(&t.name, &(n_layer.saturating_sub(1)..n_layer), n_layer, tied) && !t.name.starts_with("blk.") {
+            } else if tensor_in_range(
+                &t.name,
+                &(n_layer.saturating_sub(1)..n_layer),
+                n_layer,
+                tied,
+            ) && !t.name.starts_with("blk.")
+            {
                 head_bytes += t.size;
-            } else if let Some(i) = t.name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok()) {
+            } else if let Some(i) = t
+                .name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|i| i.parse::<usize>().ok())
+            {
                 if all.contains(&i) {
                     layer_bytes[i] += t.size;
                 }
@@ -118,8 +140,14 @@ pub fn plan(cost: &ModelCost, nodes: &[NodeSpec], n_ctx: usize) -> Result<Vec<As
     if nodes.is_empty() {
         return Err(Error::invalid("nodes", "at least one node is needed"));
     }
-    if let Some(n) = nodes.iter().find(|n| !(n.speed > 0.0 && n.speed.is_finite())) {
-        return Err(Error::invalid("speed", format!("node {} has speed {}", n.name, n.speed)));
+    if let Some(n) = nodes
+        .iter()
+        .find(|n| !(n.speed > 0.0 && n.speed.is_finite()))
+    {
+        return Err(Error::invalid(
+            "speed",
+            format!("node {} has speed {}", n.name, n.speed),
+        ));
     }
     // Greedy fill under a bound on stage time; binary search the bound.
     let assign = |bound: f64| -> Option<Vec<Assignment>> {
@@ -154,7 +182,10 @@ pub fn plan(cost: &ModelCost, nodes: &[NodeSpec], n_ctx: usize) -> Result<Vec<As
     let slowest = nodes.iter().map(|n| n.speed).fold(f64::INFINITY, f64::min);
     let (mut lo, mut hi) = (0.0, total as f64 / slowest * 1.0001 + 1.0);
     let mut best = assign(hi).ok_or_else(|| {
-        Error::invalid("nodes", "the nodes' memory cannot hold the model with this context")
+        Error::invalid(
+            "nodes",
+            "the nodes' memory cannot hold the model with this context",
+        )
     })?;
     for _ in 0..64 {
         let mid = (lo + hi) / 2.0;
@@ -194,7 +225,16 @@ mod tests {
 
     #[test]
     fn equal_nodes_get_equal_ranges() {
-        let p = plan(&cost(), &[node("a", 10_000, 1.0), node("b", 10_000, 1.0), node("c", 10_000, 1.0)], 0).unwrap();
+        let p = plan(
+            &cost(),
+            &[
+                node("a", 10_000, 1.0),
+                node("b", 10_000, 1.0),
+                node("c", 10_000, 1.0),
+            ],
+            0,
+        )
+        .unwrap();
         let lens: Vec<usize> = p.iter().map(|a| a.layers.len()).collect();
         assert_eq!(lens.iter().sum::<usize>(), 12);
         assert!(lens.iter().all(|&l| (3..=5).contains(&l)), "{lens:?}");
@@ -202,9 +242,19 @@ mod tests {
 
     #[test]
     fn faster_node_gets_more_and_memory_is_respected() {
-        let p = plan(&cost(), &[node("fast", 10_000, 3.0), node("slow", 10_000, 1.0)], 0).unwrap();
+        let p = plan(
+            &cost(),
+            &[node("fast", 10_000, 3.0), node("slow", 10_000, 1.0)],
+            0,
+        )
+        .unwrap();
         assert!(p[0].layers.len() > p[1].layers.len());
-        let p = plan(&cost(), &[node("small", 360, 100.0), node("big", 10_000, 1.0)], 10).unwrap();
+        let p = plan(
+            &cost(),
+            &[node("small", 360, 100.0), node("big", 10_000, 1.0)],
+            10,
+        )
+        .unwrap();
         assert!(p[0].memory.total(10) <= 360);
         assert!(plan(&cost(), &[node("tiny", 100, 1.0)], 0).is_err());
     }

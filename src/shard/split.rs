@@ -52,14 +52,20 @@ impl ShardInfo {
         let end = file.get_usize_max(KEY_END, 1 << 20)?;
         let n_layer = file.get_usize_max(KEY_N_LAYER, 1 << 20)?;
         if start >= end || end > n_layer {
-            return Err(bad(format!("shard range {start}..{end} is not inside 0..{n_layer}")));
+            return Err(bad(format!(
+                "shard range {start}..{end} is not inside 0..{n_layer}"
+            )));
         }
         let parent = Digest::from_hex(file.get_str(KEY_PARENT)?)?;
         let metadata_hash = Digest::from_hex(file.get_str(KEY_META)?)?;
         let names = file.get_array(KEY_NAMES)?;
         let hashes = file.get_array(KEY_HASHES)?;
         if names.len() != hashes.len() {
-            return Err(bad(format!("{} tensor names but {} hashes", names.len(), hashes.len())));
+            return Err(bad(format!(
+                "{} tensor names but {} hashes",
+                names.len(),
+                hashes.len()
+            )));
         }
         let mut tensor_hashes = Vec::with_capacity(names.len());
         for (n, h) in names.iter().zip(hashes) {
@@ -69,7 +75,9 @@ impl ShardInfo {
             tensor_hashes.push((n.to_string(), Digest::from_hex(h)?));
         }
         if digest::combine(&metadata_hash, &tensor_hashes) != parent {
-            return Err(bad("the recorded tensor hashes do not re-derive the recorded parent digest".into()));
+            return Err(bad(
+                "the recorded tensor hashes do not re-derive the recorded parent digest".into(),
+            ));
         }
         if digest::metadata_hash(file) != metadata_hash {
             return Err(bad("the file's metadata differs from the parent's".into()));
@@ -127,7 +135,10 @@ pub fn tensor_in_range(name: &str, range: &Range<usize>, n_layer: usize, tied: b
 /// `n` contiguous ranges covering `0..n_layer` as evenly as possible.
 pub fn even_ranges(n_layer: usize, n: usize) -> Result<Vec<Range<usize>>> {
     if n == 0 || n > n_layer {
-        return Err(Error::invalid("shards", format!("cannot cut {n_layer} layers into {n} shards")));
+        return Err(Error::invalid(
+            "shards",
+            format!("cannot cut {n_layer} layers into {n} shards"),
+        ));
     }
     let (q, r) = (n_layer / n, n_layer % n);
     let mut out = Vec::with_capacity(n);
@@ -146,7 +157,8 @@ pub fn parse_ranges(s: &str) -> Result<Vec<Range<usize>>> {
         .map(|part| {
             let bad = || Error::invalid("layers", format!("'{part}' is not a range like 0..10"));
             let (a, b) = part.trim().split_once("..").ok_or_else(bad)?;
-            let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            let (a, b): (usize, usize) =
+                (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
             if a >= b {
                 return Err(bad());
             }
@@ -157,15 +169,26 @@ pub fn parse_ranges(s: &str) -> Result<Vec<Range<usize>>> {
 
 /// Write one shard file per range into `out_dir`, named
 /// `{stem}.layers-{start}-{end}.gguf`. Returns the paths.
-pub fn split(file: &GgufFile, ranges: &[Range<usize>], out_dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+pub fn split(
+    file: &GgufFile,
+    ranges: &[Range<usize>],
+    out_dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>> {
     if ShardInfo::from_gguf(file)?.is_some() {
-        return Err(Error::invalid("model", "this file is already a shard; split the whole model"));
+        return Err(Error::invalid(
+            "model",
+            "this file is already a shard; split the whole model",
+        ));
     }
     let arch = file.get_str("general.architecture")?;
     let n_layer = file.get_usize_max(&format!("{arch}.block_count"), 1 << 20)?;
     for r in ranges {
         if r.start >= r.end || r.end > n_layer {
-            return Err(Error::invalid("layers", format!("{}..{} is not inside 0..{n_layer}", r.start, r.end)));
+            return Err(Error::invalid(
+                "layers",
+                format!("{}..{} is not inside 0..{n_layer}", r.start, r.end),
+            ));
         }
     }
     let hashes = digest::tensor_hashes(file);
@@ -187,7 +210,11 @@ pub fn split(file: &GgufFile, ranges: &[Range<usize>], out_dir: &Path, stem: &st
         let hexes: Vec<String> = hashes.iter().map(|(_, d)| d.to_hex()).collect();
         w.set(KEY_NAMES, Value::str_array(&names));
         w.set(KEY_HASHES, Value::str_array(&hexes));
-        for t in file.tensors().iter().filter(|t| tensor_in_range(&t.name, r, n_layer, tied)) {
+        for t in file
+            .tensors()
+            .iter()
+            .filter(|t| tensor_in_range(&t.name, r, n_layer, tied))
+        {
             add_borrowed(&mut w, file, t)?;
         }
         let path = out_dir.join(format!("{stem}.layers-{}-{}.gguf", r.start, r.end));
@@ -198,7 +225,12 @@ pub fn split(file: &GgufFile, ranges: &[Range<usize>], out_dir: &Path, stem: &st
 }
 
 fn add_borrowed<'a>(w: &mut GgufWriter<'a>, file: &'a GgufFile, t: &TensorInfo) -> Result<()> {
-    w.add_tensor(t.name.clone(), t.ty, &t.dims, TensorData::Borrowed(file.tensor_data(t)))
+    w.add_tensor(
+        t.name.clone(),
+        t.ty,
+        &t.dims,
+        TensorData::Borrowed(file.tensor_data(t)),
+    )
 }
 
 #[cfg(test)]

@@ -64,7 +64,11 @@ pub struct NodeInfo {
 fn info_bytes(node: &ShardNode) -> Vec<u8> {
     let mut b = node.digest().0.to_vec();
     let l = node.model().layers();
-    for v in [l.start as u32, l.end as u32, node.model().config().n_layer as u32] {
+    for v in [
+        l.start as u32,
+        l.end as u32,
+        node.model().config().n_layer as u32,
+    ] {
         b.extend_from_slice(&v.to_le_bytes());
     }
     b
@@ -156,8 +160,10 @@ impl NodeClient {
         if self.stream.is_none() {
             let s = TcpStream::connect(&self.addr).map_err(|e| self.net(e))?;
             let _ = s.set_nodelay(true);
-            s.set_read_timeout(Some(self.timeout)).map_err(|e| self.net(e))?;
-            s.set_write_timeout(Some(self.timeout)).map_err(|e| self.net(e))?;
+            s.set_read_timeout(Some(self.timeout))
+                .map_err(|e| self.net(e))?;
+            s.set_write_timeout(Some(self.timeout))
+                .map_err(|e| self.net(e))?;
             self.stream = Some(s);
         }
         Ok(self.stream.as_mut().expect("connected above"))
@@ -167,7 +173,9 @@ impl NodeClient {
     fn call(&mut self, request: &[u8]) -> Result<()> {
         let addr = self.addr.clone();
         let r = (|| -> std::io::Result<std::result::Result<(), String>> {
-            let s = self.stream().map_err(|e| std::io::Error::other(e.to_string()))?;
+            let s = self
+                .stream()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             s.write_all(request)?;
             let mut status = [0u8; 1];
             s.read_exact(&mut status)?;
@@ -255,22 +263,33 @@ impl Pipeline {
     pub fn connect(addrs: &[String], session: u64) -> Result<Pipeline> {
         let mut hops: Vec<NodeClient> = addrs.iter().map(|a| NodeClient::new(a)).collect();
         let infos: Vec<NodeInfo> = hops.iter_mut().map(|h| h.info()).collect::<Result<_>>()?;
-        let first = infos.first().ok_or_else(|| Error::invalid("route", "no nodes given"))?;
+        let first = infos
+            .first()
+            .ok_or_else(|| Error::invalid("route", "no nodes given"))?;
         let mut expect = 0;
         for (i, (inf, a)) in infos.iter().zip(addrs).enumerate() {
             if inf.digest != first.digest {
-                return Err(Error::invalid("route", format!("{a} serves another model ({})", inf.digest)));
+                return Err(Error::invalid(
+                    "route",
+                    format!("{a} serves another model ({})", inf.digest),
+                ));
             }
             if inf.layer_start != expect {
                 return Err(Error::invalid(
                     "route",
-                    format!("hop {i} ({a}) starts at layer {}, expected {expect}", inf.layer_start),
+                    format!(
+                        "hop {i} ({a}) starts at layer {}, expected {expect}",
+                        inf.layer_start
+                    ),
                 ));
             }
             expect = inf.layer_end;
         }
         if expect != first.n_layer {
-            return Err(Error::invalid("route", format!("the chain ends at layer {expect} of {}", first.n_layer)));
+            return Err(Error::invalid(
+                "route",
+                format!("the chain ends at layer {expect} of {}", first.n_layer),
+            ));
         }
         Ok(Pipeline {
             history: vec![Vec::new(); hops.len()],
@@ -297,7 +316,10 @@ impl Pipeline {
             frame = out;
         }
         if frame.kind != FrameKind::Logits {
-            return Err(Error::invalid("route", "the last hop did not return logits"));
+            return Err(Error::invalid(
+                "route",
+                "the last hop did not return logits",
+            ));
         }
         frame.values()
     }
@@ -326,7 +348,10 @@ impl Pipeline {
     fn replay(&mut self, i: usize) -> Result<()> {
         let info = self.hops[i].info()?;
         if info.digest != self.digest {
-            return Err(Error::invalid("route", "the replacement node serves another model"));
+            return Err(Error::invalid(
+                "route",
+                "the replacement node serves another model",
+            ));
         }
         for f in self.history[i].clone() {
             self.hops[i].forward(&f)?;

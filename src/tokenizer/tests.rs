@@ -289,7 +289,11 @@ fn spm_spec(add_space_prefix: Option<bool>) -> TokenizerSpec {
 #[test]
 fn sentencepiece_prefix_space_specials_and_decode() {
     let t = Tokenizer::from_spec(spm_spec(None)).unwrap();
-    let id = |s: &str| (0..t.n_vocab() as u32).find(|&i| t.token_text(i) == Some(s)).unwrap();
+    let id = |s: &str| {
+        (0..t.n_vocab() as u32)
+            .find(|&i| t.token_text(i) == Some(s))
+            .unwrap()
+    };
     let (space_hi, hi, turn) = (id("\u{2581}hi"), id("hi"), id("<turn>"));
     // Defaults: BOS 1, add_bos, add_space_prefix.
     assert_eq!(t.bos(), Some(1));
