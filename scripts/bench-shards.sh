@@ -17,15 +17,16 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 "$bin" split -m "$model" --shards 3 -o "$dir" >/dev/null
-start() { # file log -> prints addr once ready
+addr=""
+start() { # file log -> sets $addr once the server is ready (no subshell, so $pids is kept)
   "$bin" shard serve -m "$1" --listen 127.0.0.1:0 -t 2 > "$2" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do grep -q serving "$2" && break; sleep 0.1; done
-  sed -n 's/.* on \([^ ]*\) .*/\1/p' "$2"
+  addr=$(sed -n 's/.* on \([^ ]*\) .*/\1/p' "$2")
 }
 addrs=()
-for f in $(ls "$dir"/*.gguf | sort -t- -k2 -n); do addrs+=("$(start "$f" "$f.log")"); done
-whole=$(start "$model" "$dir/whole.log")
+for f in $(ls "$dir"/*.gguf | sort -t- -k2 -n); do start "$f" "$f.log"; addrs+=("$addr"); done
+start "$model" "$dir/whole.log"; whole=$addr
 route=$(IFS=,; echo "${addrs[*]}")
 
 prompt="The history of the printing press begins in"

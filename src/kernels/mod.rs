@@ -8,9 +8,9 @@
 //! - `Scalar`: the reference of [`crate::quant`] (`BlockFormat::vec_dot`).
 //! - `ScalarAvx2`: the same reference compiled with AVX2, FMA and F16C
 //!   enabled; the fallback for types without hand-written kernels.
-//! - `Avx2` and `Avx512Vnni` ([`x86`]): hand-written `std::arch` kernels for
+//! - `Avx2` and `Avx512Vnni` (`x86.rs`): hand-written `std::arch` kernels for
 //!   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16, BF16 and F32.
-//! - `Neon` ([`neon`], aarch64): hand-written kernels for the 32-value
+//! - `Neon` (`neon.rs`, aarch64): hand-written kernels for the 32-value
 //!   formats.
 //!
 //! Every kernel returns the same bits as the scalar reference, on every
@@ -20,7 +20,8 @@
 //! the same eight accumulator lanes holding the same integers, one fused
 //! multiply-add per block per lane in block order, the same horizontal
 //! reduction and the same extra terms. Tests in `tests.rs` check this for
-//! every type and every level the machine has, on random and real rows.
+//! every type and every level the machine has, on random and real rows;
+//! `benches/kernels.rs` measures each level (and ggml's kernels).
 //!
 //! `STRATA_FORCE_SCALAR=1` (read once per process) makes [`row_dot`] hand
 //! out the scalar reference; `STRATA_ISA=<level name>` caps the level.

@@ -279,7 +279,9 @@ trait Quant32: BlockFormat<Dot: Act32> {
     /// minimum, two bytes that are never used).
     #[inline(always)]
     fn head(&self) -> i32 {
-        // SAFETY: every implementor is at least 18 plain bytes.
+        const { assert!(std::mem::size_of::<Self>() >= 4) };
+        // SAFETY: the block has at least four bytes (checked at compile
+        // time), all plain data, read unaligned.
         unsafe { std::ptr::read_unaligned((self as *const Self).cast::<i32>()) }
     }
 
