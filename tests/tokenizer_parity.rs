@@ -44,12 +44,7 @@ fn fixture() -> &'static Fixture {
             .expect("llama.cpp loads SmolLM2's vocabulary");
         let file = GgufFile::open(&path).expect("open SmolLM2");
         let ours = Tokenizer::from_gguf(&file).expect("Strata builds SmolLM2's tokenizer");
-        let corpus = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/tokenizer_corpus.txt"
-        );
-        let text = std::fs::read_to_string(corpus).expect("read the tokenizer corpus");
-        let lines: Vec<String> = text.lines().map(unescape).collect();
+        let lines = common::tokenizer_corpus();
         assert!(lines.len() >= 1000, "corpus has only {} lines", lines.len());
         Fixture {
             ours,
@@ -57,41 +52,6 @@ fn fixture() -> &'static Fixture {
             lines,
         }
     })
-}
-
-/// Undo the corpus escapes: `\n`, `\t`, `\r`, `\\`, `\u{XXXX}`; any other
-/// backslash stays as it is.
-fn unescape(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i + 1..];
-        let (replacement, used) = match tail.chars().next() {
-            Some('n') => (Some('\n'), 1),
-            Some('t') => (Some('\t'), 1),
-            Some('r') => (Some('\r'), 1),
-            Some('\\') => (Some('\\'), 1),
-            Some('u') if tail.starts_with("u{") => match tail.find('}') {
-                Some(end) => match u32::from_str_radix(&tail[2..end], 16)
-                    .ok()
-                    .and_then(char::from_u32)
-                {
-                    Some(c) => (Some(c), end + 1),
-                    None => (None, 0),
-                },
-                None => (None, 0),
-            },
-            _ => (None, 0),
-        };
-        match replacement {
-            Some(c) => out.push(c),
-            None => out.push('\\'),
-        }
-        rest = &tail[used..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn llama_tokenize(
@@ -387,7 +347,16 @@ fn other_pre_tokenizers_match_llama_cpp() {
 
 #[test]
 fn unescape_handles_the_corpus_escapes() {
-    assert_eq!(unescape(r"a\nb\tc\rd\\e"), "a\nb\tc\rd\\e");
-    assert_eq!(unescape(r"x\u{00A0}y\u{1F600}"), "x\u{A0}y😀");
-    assert_eq!(unescape(r"\.rs \u{zz} \q"), r"\.rs \u{zz} \q");
+    assert_eq!(
+        common::unescape_corpus_line(r"a\nb\tc\rd\\e"),
+        "a\nb\tc\rd\\e"
+    );
+    assert_eq!(
+        common::unescape_corpus_line(r"x\u{00A0}y\u{1F600}"),
+        "x\u{A0}y😀"
+    );
+    assert_eq!(
+        common::unescape_corpus_line(r"\.rs \u{zz} \q"),
+        r"\.rs \u{zz} \q"
+    );
 }

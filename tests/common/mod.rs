@@ -99,7 +99,9 @@ pub fn tokenizer_corpus() -> Vec<String> {
     text.lines().map(unescape_corpus_line).collect()
 }
 
-fn unescape_corpus_line(line: &str) -> String {
+/// Undo the corpus escapes: `\n`, `\t`, `\r`, `\\`, `\u{XXXX}`; any other
+/// backslash stays as it is.
+pub fn unescape_corpus_line(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(i) = rest.find('\\') {
