@@ -139,9 +139,10 @@ impl ShardNode {
 
     /// Positions held by a session (0 for an unknown one).
     pub fn position(&self, id: u64) -> usize {
-        lock(&self.sessions)
-            .get(&id)
-            .map_or(0, |s| lock(s).position())
+        // Release the map before waiting on the session: a long forward on
+        // one session must not stall lookups of the others.
+        let session = lock(&self.sessions).get(&id).cloned();
+        session.map_or(0, |s| lock(&s).position())
     }
 
     /// Run a frame through this node's layers. The first frame for a new
