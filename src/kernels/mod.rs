@@ -257,6 +257,13 @@ fn allowed_levels() -> &'static [Isa] {
     })
 }
 
+/// Whether the hand-written x86-64 code (AVX2 + FMA + F16C and up) may run
+/// on this CPU under the `STRATA_FORCE_SCALAR` / `STRATA_ISA` overrides; the
+/// vector forms of the other operators follow the same switch.
+pub fn hand_written_x86() -> bool {
+    allowed_levels().contains(&Isa::Avx2) && Isa::Avx2.is_available()
+}
+
 /// The fastest row kernel for weight type `ty` on this CPU (see
 /// `allowed_levels` for the `STRATA_FORCE_SCALAR` and `STRATA_ISA`
 /// overrides), or `None` for a type without a dot product.

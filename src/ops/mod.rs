@@ -11,5 +11,7 @@ pub mod attention;
 pub mod matmul;
 pub mod norm;
 pub mod rope;
+#[cfg(target_arch = "x86_64")]
+pub mod simd_x86;
 
 pub use matmul::{matmul, Weight};

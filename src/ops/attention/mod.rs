@@ -30,6 +30,9 @@ use rayon::prelude::*;
 
 use super::act::ggml_v_expf;
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 /// Shape and options of one attention layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionShape {
@@ -70,6 +73,10 @@ pub fn attention(
 }
 
 /// [`attention`] with the dot products summed in `order` for every token.
+///
+/// Runs the AVX2 + FMA + F16C form ([`x86`]) where the CPU has it (and the
+/// hand-written kernels are not switched off, see [`crate::kernels`]),
+/// else the scalar reference; both give the same bits.
 pub fn attention_in_order(
     shape: &AttentionShape,
     order: DotOrder,
@@ -79,69 +86,155 @@ pub fn attention_in_order(
     positions: &[usize],
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::ops::simd_x86::enabled() {
+        return run_heads(shape, order, q, keys, values, positions, out, |t, sc, o| {
+            // SAFETY: `enabled()` checked AVX2, FMA and F16C.
+            unsafe { x86::head(t, sc, o) }
+        });
+    }
+    attention_reference(shape, order, q, keys, values, positions, out)
+}
+
+/// [`attention_in_order`] by the scalar reference on every CPU: the twin
+/// the vector forms are tested against.
+pub fn attention_reference(
+    shape: &AttentionShape,
+    order: DotOrder,
+    q: &[f32],
+    keys: &[f16],
+    values: &[f16],
+    positions: &[usize],
+    out: &mut [f32],
+) {
+    run_heads(
+        shape,
+        order,
+        q,
+        keys,
+        values,
+        positions,
+        out,
+        |t, _: &mut (), o| head_reference(t, o),
+    )
+}
+
+/// One (token, head) of attention: the query head `q`, the cache, and the
+/// range of cache positions `first..=pos` it attends to.
+pub(crate) struct HeadTask<'a> {
+    shape: &'a AttentionShape,
+    order: DotOrder,
+    q: &'a [f32],
+    keys: &'a [f16],
+    values: &'a [f16],
+    kvh: usize,
+    first: usize,
+    pos: usize,
+}
+
+impl HeadTask<'_> {
+    /// Cache position `j`'s key for this head.
+    fn key(&self, j: usize) -> &[f16] {
+        let s = self.shape;
+        &self.keys[(j * s.n_kv_head + self.kvh) * s.k_dim..][..s.k_dim]
+    }
+
+    /// Cache position `j`'s value for this head.
+    fn value(&self, j: usize) -> &[f16] {
+        let s = self.shape;
+        &self.values[(j * s.n_kv_head + self.kvh) * s.v_dim..][..s.v_dim]
+    }
+}
+
+/// Splits the work into one task per (token, head), run on the current
+/// rayon pool with per-worker scratch `S`; `head` fills one output head.
+#[allow(clippy::too_many_arguments)]
+fn run_heads<S: Default + Send>(
+    shape: &AttentionShape,
+    order: DotOrder,
+    q: &[f32],
+    keys: &[f16],
+    values: &[f16],
+    positions: &[usize],
+    out: &mut [f32],
+    head: impl Fn(&HeadTask<'_>, &mut S, &mut [f32]) + Sync,
+) {
     let s = shape;
     let group = s.n_head / s.n_kv_head;
-    let (kw, vw) = (s.n_kv_head * s.k_dim, s.n_kv_head * s.v_dim);
-    out.par_chunks_mut(s.v_dim).enumerate().for_each(|(i, o)| {
-        let (t, h) = (i / s.n_head, i % s.n_head);
-        let kvh = h / group;
-        let pos = positions[t];
-        let first = match s.window {
-            Some(w) => (pos + 1).saturating_sub(w),
-            None => 0,
-        };
-        let qh: Vec<f32> = q[t * s.n_head * s.k_dim + h * s.k_dim..][..s.k_dim]
-            .iter()
-            .map(|&x| f16::from_f32(x).to_f32())
-            .collect();
+    out.par_chunks_mut(s.v_dim)
+        .enumerate()
+        .for_each_init(S::default, |sc, (i, o)| {
+            let (t, h) = (i / s.n_head, i % s.n_head);
+            let pos = positions[t];
+            let task = HeadTask {
+                shape,
+                order,
+                q: &q[(t * s.n_head + h) * s.k_dim..][..s.k_dim],
+                keys,
+                values,
+                kvh: h / group,
+                first: match s.window {
+                    Some(w) => (pos + 1).saturating_sub(w),
+                    None => 0,
+                },
+                pos,
+            };
+            head(&task, sc, o)
+        });
+}
 
-        // Scores (KQ, scaled and capped).
-        let mut w: Vec<f32> = (first..=pos)
-            .map(|j| {
-                let k = &keys[j * kw + kvh * s.k_dim..][..s.k_dim];
-                let mut x = order.dot(&qh, k) * s.scale;
-                if let Some(cap) = s.softcap {
-                    x = cap * (x * (1.0 / cap)).tanh();
-                }
-                x
-            })
-            .collect();
+/// The scalar reference for one head: the arithmetic the module docs
+/// describe, written out one value at a time.
+fn head_reference(task: &HeadTask<'_>, o: &mut [f32]) {
+    let s = task.shape;
+    let order = task.order;
+    let (first, pos) = (task.first, task.pos);
+    let qh: Vec<f32> = task.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
 
-        // Softmax: exp by aligned groups of 8 cache positions, each group's
-        // f32 sum added into an f64.
-        let max = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f64;
-        for g in first / 8..=pos / 8 {
-            let mut lanes = [0f32; 8];
-            for j in (g * 8).max(first)..=(g * 8 + 7).min(pos) {
-                let e = ggml_v_expf(w[j - first] - max);
-                w[j - first] = e;
-                lanes[j % 8] = e;
+    // Scores (KQ, scaled and capped).
+    let mut w: Vec<f32> = (first..=pos)
+        .map(|j| {
+            let mut x = order.dot(&qh, task.key(j)) * s.scale;
+            if let Some(cap) = s.softcap {
+                x = cap * (x * (1.0 / cap)).tanh();
             }
-            sum += hsum8(&lanes) as f64;
-        }
-        let inv = (1.0 / sum) as f32;
+            x
+        })
+        .collect();
 
-        // KQV: lane-wise over cache positions, for all value dimensions at
-        // once (`acc[lane][d]`).
-        let lanes = order.lanes();
-        let mut acc = vec![0f32; lanes * s.v_dim];
-        for (j, e) in (first..=pos).zip(&w) {
-            let p = f16::from_f32(e * inv).to_f32();
-            let v = &values[j * vw + kvh * s.v_dim..][..s.v_dim];
-            let a = &mut acc[(j % lanes) * s.v_dim..][..s.v_dim];
-            for (a, x) in a.iter_mut().zip(v) {
-                *a += p * x.to_f32();
-            }
+    // Softmax: exp by aligned groups of 8 cache positions, each group's
+    // f32 sum added into an f64.
+    let max = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for g in first / 8..=pos / 8 {
+        let mut lanes = [0f32; 8];
+        for j in (g * 8).max(first)..=(g * 8 + 7).min(pos) {
+            let e = ggml_v_expf(w[j - first] - max);
+            w[j - first] = e;
+            lanes[j % 8] = e;
         }
-        let mut lane = vec![0f32; lanes];
-        for (d, o) in o.iter_mut().enumerate() {
-            for (l, x) in lane.iter_mut().enumerate() {
-                *x = acc[l * s.v_dim + d];
-            }
-            *o = order.reduce(&lane);
+        sum += hsum8(&lanes) as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+
+    // KQV: lane-wise over cache positions, for all value dimensions at
+    // once (`acc[lane][d]`).
+    let lanes = order.lanes();
+    let mut acc = vec![0f32; lanes * s.v_dim];
+    for (j, e) in (first..=pos).zip(&w) {
+        let p = f16::from_f32(e * inv).to_f32();
+        let a = &mut acc[(j % lanes) * s.v_dim..][..s.v_dim];
+        for (a, x) in a.iter_mut().zip(task.value(j)) {
+            *a += p * x.to_f32();
         }
-    });
+    }
+    let mut lane = vec![0f32; lanes];
+    for (d, o) in o.iter_mut().enumerate() {
+        for (l, x) in lane.iter_mut().enumerate() {
+            *x = acc[l * s.v_dim + d];
+        }
+        *o = order.reduce(&lane);
+    }
 }
 
 /// The summation order of an f16 dot product in ggml's `mul_mat`, which
@@ -314,6 +407,76 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![1.0, 1.5, 4.0]);
+    }
+
+    /// Pseudo-random values in `[-2, 2)`, some exactly zero, some large.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 40) as f32 / (1u64 << 24) as f32;
+                match x % 50 {
+                    0 => 0.0,
+                    1 => (u - 0.5) * 60.0,
+                    _ => (u - 0.5) * 4.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vector_form_equals_the_reference_bit_for_bit() {
+        // Head sizes with and without whole registers and whole 32-lane
+        // steps; windows; softcaps; batches that start past position 0.
+        let cases = [
+            (9, 3, 64, 64, None, None),
+            (4, 1, 256, 256, Some(37), None),
+            (4, 2, 36, 20, None, Some(30.0)),
+            (2, 2, 8, 8, Some(8), None),
+            (3, 1, 5, 3, None, None),
+            (2, 1, 128, 72, Some(100), Some(50.0)),
+        ];
+        for (c, &(n_head, n_kv_head, k_dim, v_dim, window, softcap)) in cases.iter().enumerate() {
+            let shape = AttentionShape {
+                n_head,
+                n_kv_head,
+                k_dim,
+                v_dim,
+                scale: 1.0 / (k_dim as f32).sqrt(),
+                window,
+                softcap,
+            };
+            let n_pos = 150;
+            let seed = c as u64 * 10;
+            let keys: Vec<f16> = values(n_pos * n_kv_head * k_dim, seed + 1)
+                .into_iter()
+                .map(f16::from_f32)
+                .collect();
+            let vals: Vec<f16> = values(n_pos * n_kv_head * v_dim, seed + 2)
+                .into_iter()
+                .map(f16::from_f32)
+                .collect();
+            for (start, n) in [(0, 1), (0, 40), (57, 1), (100, 50), (149, 1), (3, 9)] {
+                let q = values(n * n_head * k_dim, seed + 3 + start as u64);
+                let positions: Vec<usize> = (start..start + n).collect();
+                for order in [DotOrder::Gemm, DotOrder::VecDot] {
+                    let mut want = vec![0.0; n * n_head * v_dim];
+                    let mut got = vec![1.0; n * n_head * v_dim];
+                    attention_reference(&shape, order, &q, &keys, &vals, &positions, &mut want);
+                    attention_in_order(&shape, order, &q, &keys, &vals, &positions, &mut got);
+                    for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "case {c} start {start} n {n} {order:?} value {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
