@@ -21,6 +21,8 @@ mod k_quants;
 mod q4;
 mod q5;
 mod q8;
+#[cfg(target_arch = "x86_64")]
+mod q8_x86;
 #[cfg(test)]
 mod testutil;
 mod types;

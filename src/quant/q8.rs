@@ -134,13 +134,13 @@ impl BlockFormat for BlockQ8_0 {
     }
 
     fn quantize(src: &[f32], blocks: &mut [Self]) -> Result<()> {
-        for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK8_0)) {
-            let (d, qs) = q8_x86(x);
-            *b = BlockQ8_0 {
-                d: to_f16_le(d),
-                qs,
-            };
+        #[cfg(target_arch = "x86_64")]
+        if super::q8_x86::enabled() {
+            // SAFETY: `enabled()` checked AVX2, FMA and F16C.
+            unsafe { super::q8_x86::quantize_q8_0(src, blocks) };
+            return Ok(());
         }
+        quantize_q8_0_scalar(src, blocks);
         Ok(())
     }
 
@@ -183,15 +183,13 @@ impl BlockFormat for BlockQ8_1 {
     }
 
     fn quantize(src: &[f32], blocks: &mut [Self]) -> Result<()> {
-        for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK8_0)) {
-            let (d, qs) = q8_x86(x);
-            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            *b = BlockQ8_1 {
-                d: to_f16_le(d),
-                s: to_f16_le(d * sum as f32),
-                qs,
-            };
+        #[cfg(target_arch = "x86_64")]
+        if super::q8_x86::enabled() {
+            // SAFETY: `enabled()` checked AVX2, FMA and F16C.
+            unsafe { super::q8_x86::quantize_q8_1(src, blocks) };
+            return Ok(());
         }
+        quantize_q8_1_scalar(src, blocks);
         Ok(())
     }
 
@@ -235,43 +233,16 @@ impl BlockFormat for BlockQ8K {
         }
     }
 
-    /// `quantize_row_q8_K_ref` (the x86 backend uses the reference): scale
-    /// from the signed value of largest magnitude, `iscale = -127 / max`,
-    /// `nearest_int` rounding, `d = 1 / iscale`.
+    /// `quantize_row_q8_K_ref` (the x86 backend uses the reference): see
+    /// [`quantize_q8_k_scalar`].
     fn quantize(src: &[f32], blocks: &mut [Self]) -> Result<()> {
-        for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK_K)) {
-            let mut max = 0f32;
-            let mut amax = 0f32;
-            for &v in x {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
-            if amax == 0.0 {
-                // ggml leaves bsums untouched here; zero is the only sane value.
-                *b = BlockQ8K {
-                    d: [0; 4],
-                    qs: [0; QK_K],
-                    bsums: [[0; 2]; QK_K / 16],
-                };
-                continue;
-            }
-            let iscale = -127.0 / max;
-            let mut qs = [0i8; QK_K];
-            for (q, &v) in qs.iter_mut().zip(x) {
-                *q = nearest_int(iscale * v).min(127) as i8;
-            }
-            let bsums = std::array::from_fn(|j| {
-                let s: i32 = qs[16 * j..16 * j + 16].iter().map(|&q| q as i32).sum();
-                (s as i16).to_le_bytes()
-            });
-            *b = BlockQ8K {
-                d: (1.0 / iscale).to_le_bytes(),
-                qs,
-                bsums,
-            };
+        #[cfg(target_arch = "x86_64")]
+        if super::q8_x86::enabled() {
+            // SAFETY: `enabled()` checked AVX2, FMA and F16C.
+            unsafe { super::q8_x86::quantize_q8_k(src, blocks) };
+            return Ok(());
         }
+        quantize_q8_k_scalar(src, blocks);
         Ok(())
     }
 
@@ -351,5 +322,69 @@ mod tests {
         assert_eq!(b[0].qs[6], 64); // 63.5 rounds to even
         assert_eq!(b[0].bsum(0), -63);
         assert_eq!(b[0].d(), 1.0 / (-127.0f32 / -4.0));
+    }
+}
+
+/// Q8_0's x86 activation quantizer, one value at a time (the twin of the
+/// vector form in `q8_x86`).
+pub(crate) fn quantize_q8_0_scalar(src: &[f32], blocks: &mut [BlockQ8_0]) {
+    for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK8_0)) {
+        let (d, qs) = q8_x86(x);
+        *b = BlockQ8_0 {
+            d: to_f16_le(d),
+            qs,
+        };
+    }
+}
+
+/// Q8_1's x86 activation quantizer, one value at a time.
+pub(crate) fn quantize_q8_1_scalar(src: &[f32], blocks: &mut [BlockQ8_1]) {
+    for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK8_0)) {
+        let (d, qs) = q8_x86(x);
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        *b = BlockQ8_1 {
+            d: to_f16_le(d),
+            s: to_f16_le(d * sum as f32),
+            qs,
+        };
+    }
+}
+
+/// Q8_K's quantizer, `quantize_row_q8_K_ref` (the x86 backend uses the reference): scale
+/// from the signed value of largest magnitude, `iscale = -127 / max`,
+/// `nearest_int` rounding, `d = 1 / iscale`.
+pub(crate) fn quantize_q8_k_scalar(src: &[f32], blocks: &mut [BlockQ8K]) {
+    for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK_K)) {
+        let mut max = 0f32;
+        let mut amax = 0f32;
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            // ggml leaves bsums untouched here; zero is the only sane value.
+            *b = BlockQ8K {
+                d: [0; 4],
+                qs: [0; QK_K],
+                bsums: [[0; 2]; QK_K / 16],
+            };
+            continue;
+        }
+        let iscale = -127.0 / max;
+        let mut qs = [0i8; QK_K];
+        for (q, &v) in qs.iter_mut().zip(x) {
+            *q = nearest_int(iscale * v).min(127) as i8;
+        }
+        let bsums = std::array::from_fn(|j| {
+            let s: i32 = qs[16 * j..16 * j + 16].iter().map(|&q| q as i32).sum();
+            (s as i16).to_le_bytes()
+        });
+        *b = BlockQ8K {
+            d: (1.0 / iscale).to_le_bytes(),
+            qs,
+            bsums,
+        };
     }
 }
