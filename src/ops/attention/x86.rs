@@ -58,16 +58,33 @@ pub(super) unsafe fn head(task: &HeadTask<'_>, sc: &mut Scratch, out: &mut [f32]
     let base = first & !7;
     sc.w.clear();
     sc.w.resize((pos + 1 - base).next_multiple_of(8), 0.0);
-    for j in first..=pos {
+    let mut j = first;
+    if task.order == DotOrder::Gemm && kd % 8 == 0 {
+        // Four positions at a time: four independent FMA chains.
+        while j + 3 <= pos {
+            let k = [
+                task.key(j),
+                task.key(j + 1),
+                task.key(j + 2),
+                task.key(j + 3),
+            ];
+            let d = dot_gemm4(&sc.q, k);
+            sc.w[j - base..j - base + 4].copy_from_slice(&d);
+            j += 4;
+        }
+    }
+    for j in j..=pos {
         let k = task.key(j);
-        let mut x = match task.order {
+        sc.w[j - base] = match task.order {
             DotOrder::Gemm => dot_gemm(&sc.q, k),
             DotOrder::VecDot => dot_vec(&sc.q[..kd], k),
-        } * s.scale;
+        };
+    }
+    for x in &mut sc.w[first - base..=pos - base] {
+        *x *= s.scale;
         if let Some(cap) = s.softcap {
-            x = cap * (x * (1.0 / cap)).tanh();
+            *x = cap * (*x * (1.0 / cap)).tanh();
         }
-        sc.w[j - base] = x;
     }
 
     // Softmax.
@@ -194,6 +211,24 @@ unsafe fn dot_gemm(q: &[f32], k: &[f16]) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(q[8 * full..].as_ptr()), kv, acc);
     }
     hsum8(acc)
+}
+
+/// [`dot_gemm`] of one query with four keys (whole registers only).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_gemm4(q: &[f32], k: [&[f16]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in (0..k[0].len()).step_by(8) {
+        let qv = _mm256_loadu_ps(q[i..].as_ptr());
+        for (a, k) in acc.iter_mut().zip(&k) {
+            *a = _mm256_fmadd_ps(qv, load_f16x8(k[i..i + 8].as_ptr()), *a);
+        }
+    }
+    let mut out = [0f32; 4];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum8(a);
+    }
+    out
 }
 
 /// [`DotOrder::VecDot`]: four 8-lane accumulators over the whole multiples
