@@ -11,10 +11,18 @@
 //! on the same rows (one call per row, as ggml's matmul makes) under the id
 //! `<type>/ggml`.
 //!
+//! The `tile` group measures prompt processing's kernel, in multiply-adds
+//! per second: weight rows against several tokens through the tile kernel
+//! (`TileDot::dot_tile`, id `<type>-<rows>x<cols>x<tokens>/<level>-tile`)
+//! and through the row kernel once per token (`.../<level>-rows`, what a
+//! matmul of many tokens ran before the tile kernels). Shapes: 64 rows × 8
+//! tokens; 16 rows × 64 tokens (a matmul task's call); and, for the
+//! 32-value formats, 32 rows × 2 tokens (a small batch).
+//!
 //! `cargo bench --bench kernels [--features llama-cpp] -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use strata::kernels::{row_dot_for, Isa};
+use strata::kernels::{row_dot_for, tile_dot_for, Isa};
 use strata::quant::{self, GgmlType};
 
 /// Deterministic model-like values (SplitMix64 → roughly normal).
@@ -146,6 +154,67 @@ mod ggml {
     }
 }
 
+/// `rows` weight rows against `n_tokens` tokens: the tile kernel and the
+/// row kernel per token, at every level that has a tile kernel for `ty`
+/// (and the row kernel at the best level without one).
+fn bench_tile(c: &mut Criterion, ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) {
+    let w = weights(ty, rows, cols);
+    let at = quant::vec_dot_type(ty);
+    let ab = at.row_bytes(cols as u64).unwrap() as usize;
+    let mut a = vec![0u8; ab * n_tokens];
+    for (t, ar) in a.chunks_exact_mut(ab).enumerate() {
+        quant::quantize(at, &values(cols, 3 + t as u64, 1.0), ar).unwrap();
+    }
+    let mut out = vec![0f32; rows * n_tokens];
+    let mut g = c.benchmark_group("tile");
+    g.throughput(Throughput::Elements((rows * cols * n_tokens) as u64));
+    let name = format!("{}-{rows}x{cols}x{n_tokens}", ty.name().to_lowercase());
+    for isa in Isa::ALL {
+        let Some(k) = tile_dot_for(ty, isa) else {
+            continue;
+        };
+        if k.is_tiled() {
+            g.bench_function(BenchmarkId::new(&name, format!("{isa}-tile")), |b| {
+                b.iter(|| {
+                    k.dot_tile(std::hint::black_box(&w), &a, n_tokens, &mut out);
+                    std::hint::black_box(&out);
+                })
+            });
+        }
+        let r = k.row_dot();
+        g.bench_function(BenchmarkId::new(&name, format!("{isa}-rows")), |b| {
+            b.iter(|| {
+                for (y, o) in a.chunks_exact(ab).zip(out.chunks_exact_mut(rows)) {
+                    r.dot_rows(std::hint::black_box(&w), y, o);
+                }
+                std::hint::black_box(&out);
+            })
+        });
+        if !k.is_tiled() {
+            break;
+        }
+    }
+    g.finish();
+}
+
+fn tile_kernels(c: &mut Criterion) {
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+    ] {
+        bench_tile(c, ty, 64, 576, 8);
+        bench_tile(c, ty, 16, 576, 64);
+        bench_tile(c, ty, 32, 576, 2);
+    }
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        bench_tile(c, ty, 64, 1536, 8);
+        bench_tile(c, ty, 16, 1536, 64);
+    }
+}
+
 fn kernels(c: &mut Criterion) {
     // SmolLM2 ffn_up/gate-like for the 32-value formats, ffn_down-like for
     // the K-quants (rows must be whole 256-value super-blocks).
@@ -165,5 +234,5 @@ fn kernels(c: &mut Criterion) {
     bench_case(c, "head", GgmlType::Q8_0, 49152, 576);
 }
 
-criterion_group!(benches, kernels);
+criterion_group!(benches, kernels, tile_kernels);
 criterion_main!(benches);

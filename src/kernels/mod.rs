@@ -23,8 +23,14 @@
 //! every type and every level the machine has, on random and real rows;
 //! `benches/kernels.rs` measures each level (and ggml's kernels).
 //!
-//! `STRATA_FORCE_SCALAR=1` (read once per process) makes [`row_dot`] hand
-//! out the scalar reference; `STRATA_ISA=<level name>` caps the level.
+//! A [`TileDot`] ([`tile_dot`], `tile.rs`) does the same for several
+//! activation rows at once (a prompt's tokens): tile kernels of 4 rows × 4
+//! tokens (`x86_tile.rs`, AVX-512 VNNI) with the same bits per (row, token),
+//! or the row kernel once per token where a level has none.
+//!
+//! `STRATA_FORCE_SCALAR=1` (read once per process) makes [`row_dot`] and
+//! [`tile_dot`] hand out the scalar reference; `STRATA_ISA=<level name>`
+//! caps the level.
 
 use std::sync::OnceLock;
 
@@ -38,8 +44,15 @@ use crate::quant::{
 mod neon;
 #[cfg(test)]
 mod tests;
+mod tile;
+#[cfg(test)]
+mod tile_tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_tile;
+
+pub use tile::{tile_dot, tile_dot_for, TileDot, MAX_TOKENS};
 
 /// The instruction-set level a kernel was built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use crate::gguf::GgufFile;
 use crate::quant;
 
 /// The weight types with a dot product.
-const TYPES: [GgmlType; 13] = [
+pub(super) const TYPES: [GgmlType; 13] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -28,10 +28,10 @@ const TYPES: [GgmlType; 13] = [
 ];
 
 /// SplitMix64.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -39,17 +39,17 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn uniform(&mut self) -> f32 {
+    pub(super) fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
-    fn normal(&mut self) -> f32 {
+    pub(super) fn normal(&mut self) -> f32 {
         let s: f32 = (0..4).map(|_| self.uniform()).sum();
         (s - 2.0) * 1.732_050_8
     }
 
     /// Weight- or activation-like values: normal with outliers and zeros.
-    fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    pub(super) fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n)
             .map(|_| match self.uniform() {
                 r if r < 0.01 => 0.0,
@@ -59,14 +59,14 @@ impl Rng {
             .collect()
     }
 
-    fn f16(&mut self, lo: f32, hi: f32) -> [u8; 2] {
+    pub(super) fn f16(&mut self, lo: f32, hi: f32) -> [u8; 2] {
         half::f16::from_f32(lo + self.uniform() * (hi - lo)).to_le_bytes()
     }
 }
 
 /// `nb` blocks of random bytes with finite, model-like scale fields; every
 /// quant bit pattern occurs (−128 in Q8 blocks included).
-fn random_blocks(rng: &mut Rng, ty: GgmlType, nb: usize) -> Vec<u8> {
+pub(super) fn random_blocks(rng: &mut Rng, ty: GgmlType, nb: usize) -> Vec<u8> {
     let ts = ty.type_size();
     let mut out: Vec<u8> = (0..nb * ts).map(|_| rng.next_u64() as u8).collect();
     for b in out.chunks_exact_mut(ts) {
@@ -109,7 +109,7 @@ fn random_blocks(rng: &mut Rng, ty: GgmlType, nb: usize) -> Vec<u8> {
 }
 
 /// Whether `ty` can be quantized from f32 here (not the K-quants).
-fn quantizable(ty: GgmlType) -> bool {
+pub(super) fn quantizable(ty: GgmlType) -> bool {
     !matches!(
         ty,
         GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
@@ -308,7 +308,7 @@ fn mismatched_sizes_give_nan() {
     }
 }
 
-fn models_dir() -> PathBuf {
+pub(super) fn models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("STRATA_MODELS_DIR") {
         return PathBuf::from(d);
     }

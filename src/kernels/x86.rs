@@ -103,7 +103,7 @@ pub(super) fn avx512vnni(ty: GgmlType) -> Option<RowsFn> {
 
 /// 32 bytes at `p` (any alignment).
 #[inline(always)]
-unsafe fn load32<T>(p: &[T; 32]) -> __m256i {
+pub(super) unsafe fn load32<T>(p: &[T; 32]) -> __m256i {
     _mm256_loadu_si256(p.as_ptr().cast())
 }
 
@@ -162,7 +162,7 @@ unsafe fn madd_add<const V512: bool>(acc: __m256i, a: __m256i, b: __m256i) -> __
 /// The 32 quants of a Q4 block in element order: low nibbles (elements
 /// 0..16) then high nibbles (16..32).
 #[inline(always)]
-unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
+pub(super) unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
     let q = _mm_loadu_si128(qs.as_ptr().cast());
     let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
@@ -235,7 +235,7 @@ fn check_rows<W, A>(w: &[&[W]; 4], a: &[A]) {
 // 32-value formats against Q8_0 / Q8_1.
 
 /// An activation block of the 32-value formats.
-trait Act32 {
+pub(super) trait Act32 {
     fn qs(&self) -> &[i8; 32];
     /// The scale in every even lane and, for Q8_1, `s = d·Σq` in every odd
     /// lane (Q8_0: the scale everywhere).
@@ -306,7 +306,7 @@ unsafe fn nibbles2(a: &[u8; 16], b: &[u8; 16]) -> (__m256i, __m256i) {
 
 /// `q + 16` in the bytes whose bit is set in `bits` (the fifth bit of Q5).
 #[inline(always)]
-unsafe fn add_fifth_bit<const V512: bool>(q: __m256i, bits: u32) -> __m256i {
+pub(super) unsafe fn add_fifth_bit<const V512: bool>(q: __m256i, bits: u32) -> __m256i {
     let sixteen = _mm256_set1_epi8(16);
     if V512 {
         _mm256_mask_add_epi8(q, bits, q, sixteen)

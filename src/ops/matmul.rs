@@ -77,12 +77,47 @@ impl Weight {
 /// Rows of W handled by one task.
 const ROWS_PER_TASK: usize = 16;
 
+/// Rows of W handled by one task of a many-token matmul.
+const TILE_ROWS: usize = 32;
+
+/// Tokens handled by one task of a many-token matmul.
+const TOKENS_PER_TASK: usize = 256;
+
+/// Tokens per [`kernels::TileDot::dot_tile`] call within a task.
+const CALL_TOKENS: usize = 64;
+
+thread_local! {
+    /// Quantized activations, reused across calls on the calling thread.
+    static ACT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// `out[t][r] = W[r] · x[t]` for `n_tokens` rows of `x` (`[n_tokens][cols]`);
-/// `out` is `[n_tokens][rows]`. Runs on the current rayon pool.
+/// `out` is `[n_tokens][rows]` (longer `x` or `out` are used only that
+/// far). Runs on the current rayon pool.
+///
+/// One token: tasks of `ROWS_PER_TASK` rows through the row kernel. Many
+/// tokens: tasks of `TILE_ROWS` rows × up to `TOKENS_PER_TASK` tokens
+/// through the tile kernel ([`kernels::TileDot`]: the task's weight rows,
+/// unpacked once per call, stay in cache while it walks its tokens), each
+/// task writing its outputs in place. Either way each output is computed by
+/// exactly one kernel call, with the bits of the scalar reference.
 pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+    assert!(
+        x.len() >= n_tokens * w.cols,
+        "matmul: x shorter than [n_tokens][cols]"
+    );
+    assert!(
+        out.len() >= n_tokens * w.rows,
+        "matmul: out shorter than [n_tokens][rows]"
+    );
+    let out = &mut out[..n_tokens * w.rows];
     let act_ty = quant::vec_dot_type(w.ty);
     let act_row = act_ty.row_bytes(w.cols as u64).unwrap_or(0) as usize;
-    let mut act = vec![0u8; act_row * n_tokens];
+    // Taken out of the thread's slot (a nested call on this thread, from
+    // rayon's work stealing, finds it empty and allocates its own).
+    let mut act = ACT.take();
+    // Every byte is written below; old contents need no clearing.
+    act.resize(act_row * n_tokens, 0);
     act.par_chunks_mut(act_row)
         .zip(x.par_chunks(w.cols))
         .for_each(|(a, xr)| {
@@ -91,44 +126,195 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
         });
     let data = w.data();
     let wrow = w.row_bytes();
-    let Some(kernel) = kernels::row_dot(w.ty) else {
-        // Weight types are checked when a model is loaded.
-        out.fill(f32::NAN);
-        return;
-    };
-    // `out[i] = W[r0 + i] · act[t]` for the rows of one task.
-    let dot_rows = |r0: usize, t: usize, out: &mut [f32]| {
-        kernel.dot_rows(
-            &data[r0 * wrow..(r0 + out.len()) * wrow],
-            &act[t * act_row..(t + 1) * act_row],
-            out,
-        )
-    };
     if n_tokens == 1 {
+        let Some(kernel) = kernels::row_dot(w.ty) else {
+            // Weight types are checked when a model is loaded.
+            out.fill(f32::NAN);
+            ACT.set(act);
+            return;
+        };
         out.par_chunks_mut(ROWS_PER_TASK)
             .enumerate()
-            .for_each(|(c, o)| dot_rows(c * ROWS_PER_TASK, 0, o));
+            .for_each(|(c, o)| {
+                let r0 = c * ROWS_PER_TASK;
+                kernel.dot_rows(&data[r0 * wrow..(r0 + o.len()) * wrow], &act, o)
+            });
+        ACT.set(act);
         return;
     }
-    // Many tokens: each task owns a block of rows for all tokens (so a weight
-    // row is read from memory once per call), written transposed and then
-    // put in place.
-    let mut tmp = vec![0f32; w.rows * n_tokens];
-    tmp.par_chunks_mut(ROWS_PER_TASK * n_tokens)
-        .enumerate()
-        .for_each(|(c, o)| {
-            let rows = o.len() / n_tokens;
-            let mut col = [0f32; ROWS_PER_TASK];
-            for t in 0..n_tokens {
-                dot_rows(c * ROWS_PER_TASK, t, &mut col[..rows]);
-                for (i, &v) in col[..rows].iter().enumerate() {
-                    o[i * n_tokens + t] = v;
+    let Some(kernel) = kernels::tile_dot(w.ty) else {
+        out.fill(f32::NAN);
+        ACT.set(act);
+        return;
+    };
+    let rows = w.rows;
+    let row_blocks = rows.div_ceil(TILE_ROWS);
+    let token_blocks = n_tokens.div_ceil(TOKENS_PER_TASK);
+    let dst = OutPtr(out.as_mut_ptr());
+    (0..row_blocks * token_blocks)
+        .into_par_iter()
+        .for_each(|i| {
+            let (rb, tb) = (i / token_blocks, i % token_blocks);
+            let r0 = rb * TILE_ROWS;
+            let nr = TILE_ROWS.min(rows - r0);
+            let t0 = tb * TOKENS_PER_TASK;
+            let nt = TOKENS_PER_TASK.min(n_tokens - t0);
+            // The task's tokens in calls of CALL_TOKENS, each into `buf`
+            // (`[t][r]`), then copied to the task's part of `out`.
+            let mut buf = [0f32; TILE_ROWS * CALL_TOKENS];
+            for c0 in (t0..t0 + nt).step_by(CALL_TOKENS) {
+                let cn = CALL_TOKENS.min(t0 + nt - c0);
+                let buf = &mut buf[..nr * cn];
+                kernel.dot_tile(
+                    &data[r0 * wrow..(r0 + nr) * wrow],
+                    &act[c0 * act_row..(c0 + cn) * act_row],
+                    cn,
+                    buf,
+                );
+                for (t, v) in buf.chunks_exact(nr).enumerate() {
+                    // SAFETY: `out` holds `n_tokens * rows` values and
+                    // `(c0 + t) * rows + r0 + nr <= n_tokens * rows`. Tasks
+                    // write disjoint ranges (each its own rows `r0..r0 + nr`
+                    // of its own tokens `t0..t0 + nt`), nothing else touches
+                    // `out` until they all finish, and `v` is a local buffer.
+                    unsafe {
+                        let d = dst.get().add((c0 + t) * rows + r0);
+                        if let Ok(v) = <&[f32; TILE_ROWS]>::try_from(v) {
+                            // A fixed size: vector moves, not a call.
+                            d.cast::<[f32; TILE_ROWS]>().write_unaligned(*v);
+                        } else {
+                            std::ptr::copy_nonoverlapping(v.as_ptr(), d, nr);
+                        }
+                    }
                 }
             }
         });
-    for t in 0..n_tokens {
-        for r in 0..w.rows {
-            out[t * w.rows + r] = tmp[r * n_tokens + t];
+    ACT.set(act);
+}
+
+/// The output of a matmul, written by several tasks at once.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `OutPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: tasks write disjoint ranges through it (see `matmul`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{GgufWriter, TensorData};
+
+    /// Model-like values (SplitMix64, roughly normal, a few outliers).
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed;
+        let mut uniform = move || {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+        };
+        (0..n)
+            .map(|i| {
+                let v = ((0..4).map(|_| uniform()).sum::<f32>() - 2.0) * 1.73 * scale;
+                if i % 97 == 0 {
+                    v * 10.0
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// A `rows × cols` weight of type `ty` in an in-memory GGUF file.
+    fn weight(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Weight {
+        let mut data = vec![0u8; ty.row_bytes((rows * cols) as u64).unwrap() as usize];
+        quant::quantize_reference(ty, &values(rows * cols, seed, 0.05), &mut data).unwrap();
+        let mut g = GgufWriter::new();
+        g.add_tensor(
+            "w",
+            ty,
+            &[cols as u64, rows as u64],
+            TensorData::Owned(data),
+        )
+        .unwrap();
+        let file = Arc::new(GgufFile::from_bytes(g.to_bytes()).unwrap());
+        let info = file.tensor("w").unwrap();
+        let bytes = file.tensor_data(info);
+        let start = bytes.as_ptr() as usize - file.bytes().as_ptr() as usize;
+        let range = start..start + bytes.len();
+        Weight::new("w", ty, rows, cols, Arc::clone(&file), range)
+    }
+
+    /// `matmul` on a pool of `threads` against the scalar reference, bit for
+    /// bit, for every token and row.
+    fn check(w: &Weight, n_tokens: usize, threads: usize) -> Vec<f32> {
+        let x = values(n_tokens * w.cols, 7 + n_tokens as u64, 1.0);
+        let mut out = vec![0f32; n_tokens * w.rows];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| matmul(w, &x, n_tokens, &mut out));
+        let at = quant::vec_dot_type(w.ty);
+        let mut a = vec![0u8; at.row_bytes(w.cols as u64).unwrap() as usize];
+        let rb = w.row_bytes();
+        for t in 0..n_tokens {
+            quant::quantize(at, &x[t * w.cols..(t + 1) * w.cols], &mut a).unwrap();
+            for r in 0..w.rows {
+                let want = quant::vec_dot(w.ty, w.cols, &w.data()[r * rb..(r + 1) * rb], &a);
+                let got = out[t * w.rows + r];
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{} {}x{}: token {t} of {n_tokens}, row {r}: {got} vs reference {want}",
+                    w.ty,
+                    w.rows,
+                    w.cols
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matmul_matches_the_reference_bit_for_bit() {
+        for ty in [
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::F16,
+        ] {
+            for (rows, cols) in [(1, 64), (5, 96), (16, 576), (37, 256)] {
+                let w = weight(ty, rows, cols, rows as u64);
+                for n_tokens in [1, 2, 3, 4, 5, 9, 17, TOKENS_PER_TASK + 3] {
+                    check(&w, n_tokens, 2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_does_not_depend_on_the_thread_count() {
+        let w = weight(GgmlType::Q4_1, 45, 128, 3);
+        let one = check(&w, 21, 1);
+        for threads in [2, 3, 8] {
+            let many = check(&w, 21, threads);
+            assert!(one
+                .iter()
+                .zip(&many)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 }
