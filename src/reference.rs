@@ -104,6 +104,8 @@ pub struct RefTimings {
     pub prompt_seconds: f64,
     pub generated: usize,
     pub generation_seconds: f64,
+    /// The tokens fed back during generation, in order (timed runs only).
+    pub tokens: Vec<u32>,
 }
 
 impl Reference {
@@ -188,8 +190,10 @@ impl Reference {
         ctx.decode(&mut batch).map_err(reference_error)?;
         let prompt_seconds = t0.elapsed().as_secs_f64();
         let mut tok = crate::sampler::argmax(ctx.get_logits_ith(last as i32));
+        let mut tokens = Vec::with_capacity(n);
         let t1 = Instant::now();
         for i in 0..n {
+            tokens.push(tok);
             batch.clear();
             batch
                 .add(
@@ -207,6 +211,7 @@ impl Reference {
             prompt_seconds,
             generated: n,
             generation_seconds: t1.elapsed().as_secs_f64(),
+            tokens,
         })
     }
 

@@ -1,21 +1,34 @@
 //! `strata bench`: prompt-processing and generation speed, in the style of
 //! llama-bench, optionally side by side with llama.cpp on the same file,
-//! threads and prompt, with the engines' repetitions interleaved.
+//! threads and prompt.
 //!
 //! pp: one forward over `-p` prompt tokens. tg: after that prompt, `-n`
 //! decode steps of one token each (argmax fed back). Reported: the median
-//! tokens/s over `-r` repetitions, and every sample with `--json`.
+//! tokens/s over `-r` repetitions with the range, and every sample with
+//! `--json`.
+//!
+//! Each engine runs in a worker process of its own (`bench_worker.rs`), so
+//! that one engine's thread pool, allocator and warm caches never sit in
+//! the other's process; the parent tokenizes the prompt once, sends both
+//! workers the same ids, and interleaves their repetitions (alternating
+//! which engine goes first, with a short pause between runs so that no
+//! engine's spinning threads overlap the other's run). Both engines load
+//! the model before the first measurement and run once unmeasured.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 use crate::args::Args;
-use strata::{Model, Session, SessionOptions};
+use crate::bench_worker::Timed;
+use strata::Model;
 
-struct Sample {
-    pp: f64,
-    tg: f64,
-}
+pub const NO_LLAMA: &str = "--vs llama.cpp needs a build with the llama-cpp feature: \
+                            cargo build --release -p strata-cli --features llama-cpp";
+
+/// Pause between two measured runs.
+const SETTLE: Duration = Duration::from_millis(150);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -49,24 +62,137 @@ fn prompt_tokens(model: &Model, p: usize) -> Result<Vec<u32>, String> {
     Ok(ids)
 }
 
-fn strata_run(model: &Arc<Model>, prompt: &[u32], n: usize) -> Result<Sample, String> {
-    let mut s = Session::new(
-        Arc::clone(model),
-        &SessionOptions {
-            n_ctx: Some(prompt.len() + n + 1),
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let t0 = Instant::now();
-    let mut logits = s.feed(prompt).map_err(|e| e.to_string())?;
-    let pp = prompt.len() as f64 / t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    for _ in 0..n {
-        let tok = strata::sampler::argmax(&logits);
-        logits = s.feed(&[tok]).map_err(|e| e.to_string())?;
+/// One engine's worker process.
+struct Worker {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    samples: Vec<Timed>,
+}
+
+impl Worker {
+    fn start(
+        name: &'static str,
+        model: &Path,
+        threads: usize,
+        n_ctx: usize,
+    ) -> Result<Worker, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("finding the strata binary: {e}"))?;
+        let mut child = Command::new(exe)
+            .arg("bench-worker")
+            .args(["--engine", name, "-t", &threads.to_string()])
+            .args(["-c", &n_ctx.to_string(), "-m"])
+            .arg(model)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting the {name} worker: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(format!("the {name} worker has no pipes"));
+        };
+        let mut w = Worker {
+            name,
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            samples: Vec::new(),
+        };
+        let first = w.read_line()?;
+        if first != "ready" {
+            return Err(format!(
+                "the {name} worker failed to load the model: {}",
+                first.strip_prefix("err ").unwrap_or(&first)
+            ));
+        }
+        Ok(w)
     }
-    let tg = n as f64 / t1.elapsed().as_secs_f64();
-    Ok(Sample { pp, tg })
+
+    fn read_line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Err(format!("the {} worker exited unexpectedly", self.name)),
+            Ok(_) => Ok(line.trim_end().to_string()),
+            Err(e) => Err(format!("reading from the {} worker: {e}", self.name)),
+        }
+    }
+
+    /// One prompt + `n` greedy steps, timed by the worker.
+    fn run(&mut self, prompt: &[u32], n: usize) -> Result<Timed, String> {
+        let mut req = format!("run {n}");
+        for id in prompt {
+            req.push(' ');
+            req.push_str(&id.to_string());
+        }
+        writeln!(self.stdin, "{req}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| format!("writing to the {} worker: {e}", self.name))?;
+        let line = self.read_line()?;
+        let mut words = line.split_ascii_whitespace();
+        let bad = || format!("the {} worker answered {line:?}", self.name);
+        match words.next() {
+            Some("ok") => {}
+            Some("err") => {
+                return Err(format!(
+                    "the {} worker: {}",
+                    self.name,
+                    line.strip_prefix("err ").unwrap_or("")
+                ))
+            }
+            _ => return Err(bad()),
+        }
+        let mut num = || words.next().and_then(|w| w.parse::<f64>().ok());
+        let (Some(pp_seconds), Some(tg_seconds)) = (num(), num()) else {
+            return Err(bad());
+        };
+        let tokens = line
+            .split_ascii_whitespace()
+            .skip(3)
+            .map(|w| w.parse::<u32>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad())?;
+        Ok(Timed {
+            pp_seconds,
+            tg_seconds,
+            tokens,
+        })
+    }
+
+    fn pp(&self, p: usize) -> Vec<f64> {
+        self.samples
+            .iter()
+            .map(|s| p as f64 / s.pp_seconds)
+            .collect()
+    }
+
+    fn tg(&self, n: usize) -> Vec<f64> {
+        self.samples
+            .iter()
+            .map(|s| n as f64 / s.tg_seconds)
+            .collect()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing stdin ends the worker's loop; kill it if it lingers.
+        let _ = self.stdin.flush();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where two greedy token streams first differ (`None`: identical).
+fn divergence(a: &[u32], b: &[u32]) -> Option<usize> {
+    let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    (i < a.len().max(b.len())).then_some(i)
+}
+
+fn range(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.1}–{hi:.1}")
 }
 
 pub fn run(raw: &[String]) -> Result<(), String> {
@@ -96,105 +222,114 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     if p == 0 {
         return Err("-p must be at least 1".into());
     }
+    if threads == 0 {
+        return Err("-t must be at least 1".into());
+    }
+    let vs = match a.str("vs") {
+        None => false,
+        Some("llama.cpp") if cfg!(feature = "llama-cpp") => true,
+        Some("llama.cpp") => return Err(NO_LLAMA.into()),
+        Some(other) => return Err(format!("--vs {other}: only llama.cpp is supported")),
+    };
     let path = crate::model_path(&a)?;
-    let model = Arc::new(
-        Model::load(
+    // The parent only tokenizes: one thread, and the weights stay unread.
+    let prompt = {
+        let model = Model::load(
             &path,
             &strata::LoadOptions {
-                n_threads: Some(threads),
-                layers: None,
+                n_threads: Some(1),
                 ..Default::default()
             },
         )
-        .map_err(|e| e.to_string())?,
-    );
-    let prompt = prompt_tokens(&model, p)?;
-    let vs = match a.str("vs") {
-        None => None,
-        Some("llama.cpp") => Some(reference(&path, threads, p + n + 1)?),
-        Some(other) => return Err(format!("--vs {other}: only llama.cpp is supported")),
+        .map_err(|e| e.to_string())?;
+        prompt_tokens(&model, p)?
     };
-    // One warm-up run each (page in the weights), then interleaved samples.
-    strata_run(&model, &prompt, n.min(8))?;
-    if let Some(r) = &vs {
-        r.run(&prompt, n.min(8))?;
+    let n_ctx = p + n + 1;
+    let mut workers = vec![Worker::start("strata", &path, threads, n_ctx)?];
+    if vs {
+        workers.push(Worker::start("llama.cpp", &path, threads, n_ctx)?);
     }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    // One unmeasured run each (pages in the weights, warms the pools).
+    for w in &mut workers {
+        w.run(&prompt, n.min(8))?;
+    }
     for i in 0..reps {
-        ours.push(strata_run(&model, &prompt, n)?);
-        if let Some(r) = &vs {
-            theirs.push(r.run(&prompt, n)?);
+        let count = workers.len();
+        for k in 0..count {
+            // Alternate which engine goes first.
+            let w = &mut workers[(k + i) % count];
+            std::thread::sleep(SETTLE);
+            let t = w.run(&prompt, n)?;
+            w.samples.push(t);
         }
         eprintln!("repetition {}/{reps} done", i + 1);
     }
-    let med = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
-    let (opp, otg) = (med(&ours, |s| s.pp), med(&ours, |s| s.tg));
+    report(&a, &path, threads, p, n, reps, &workers)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    a: &Args,
+    path: &Path,
+    threads: usize,
+    p: usize,
+    n: usize,
+    reps: usize,
+    workers: &[Worker],
+) -> Result<(), String> {
     let model_name = path
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_default();
+    let same = if workers.len() == 2 {
+        let (x, y) = (&workers[0].samples[0].tokens, &workers[1].samples[0].tokens);
+        Some(divergence(x, y))
+    } else {
+        None
+    };
     if a.flag("json") {
-        let samples = |v: &[Sample]| serde_json::json!({"pp": v.iter().map(|s| s.pp).collect::<Vec<_>>(), "tg": v.iter().map(|s| s.tg).collect::<Vec<_>>()});
         let mut j = serde_json::json!({
-            "model": model_name, "threads": threads, "n_prompt": p, "n_gen": n, "repetitions": reps,
-            "strata": {"pp_tokens_per_second": opp, "tg_tokens_per_second": otg, "samples": samples(&ours)},
+            "model": model_name, "threads": threads, "n_prompt": p, "n_gen": n,
+            "repetitions": reps, "separate_processes": true,
         });
-        if !theirs.is_empty() {
-            j["llama.cpp"] = serde_json::json!({"pp_tokens_per_second": med(&theirs, |s| s.pp), "tg_tokens_per_second": med(&theirs, |s| s.tg), "samples": samples(&theirs)});
+        for w in workers {
+            j[w.name] = serde_json::json!({
+                "pp_tokens_per_second": median(w.pp(p)),
+                "tg_tokens_per_second": median(w.tg(n)),
+                "samples": {"pp": w.pp(p), "tg": w.tg(n)},
+            });
+        }
+        if let Some(d) = same {
+            j["greedy_tokens_identical"] = serde_json::json!(d.is_none());
+            j["first_difference"] = serde_json::json!(d);
         }
         println!("{j}");
         return Ok(());
     }
-    println!("model: {model_name}, threads: {threads}, median of {reps} interleaved repetitions");
-    println!("| engine    | pp{p} tok/s | tg{n} tok/s (after pp{p}) |");
-    println!("|-----------|-----------:|--------------------------:|");
-    println!("| strata    | {opp:10.1} | {otg:25.1} |");
-    if !theirs.is_empty() {
-        let (tpp, ttg) = (med(&theirs, |s| s.pp), med(&theirs, |s| s.tg));
-        println!("| llama.cpp | {tpp:10.1} | {ttg:25.1} |");
-        println!("| ratio     | {:9.2}x | {:24.2}x |", opp / tpp, otg / ttg);
+    println!(
+        "model: {model_name}, threads: {threads}, median (and range) of {reps} interleaved \
+         repetitions, one process per engine"
+    );
+    let pp_h = format!("pp{p} tok/s");
+    let tg_h = format!("tg{n} tok/s (after pp{p})");
+    println!("| engine    | {pp_h:>22} | {tg_h:>30} |");
+    println!("|-----------|-{}:|-{}:|", "-".repeat(21), "-".repeat(29));
+    for w in workers {
+        let (pp, tg) = (w.pp(p), w.tg(n));
+        let pp = format!("{:.1} ({})", median(pp.clone()), range(&pp));
+        let tg = format!("{:.1} ({})", median(tg.clone()), range(&tg));
+        println!("| {:<9} | {pp:>22} | {tg:>30} |", w.name);
+    }
+    if workers.len() == 2 {
+        let (s, l) = (&workers[0], &workers[1]);
+        let rp = median(s.pp(p)) / median(l.pp(p));
+        let rt = median(s.tg(n)) / median(l.tg(n));
+        println!("| ratio     | {:>21.2}x | {:>29.2}x |", rp, rt);
+    }
+    match same {
+        Some(None) => println!("greedy tokens: identical ({n} of {n})"),
+        Some(Some(i)) => println!("greedy tokens: identical for the first {i} of {n}"),
+        None => {}
     }
     Ok(())
-}
-
-#[cfg(feature = "llama-cpp")]
-struct Ref(strata::reference::Reference);
-
-#[cfg(feature = "llama-cpp")]
-fn reference(path: &std::path::Path, threads: usize, n_ctx: usize) -> Result<Ref, String> {
-    let opts = strata::reference::RefOptions {
-        n_threads: threads,
-        n_ctx: n_ctx as u32,
-        flash_attention: true,
-        ..Default::default()
-    };
-    strata::reference::Reference::load(path, opts)
-        .map(Ref)
-        .map_err(|e| e.to_string())
-}
-
-#[cfg(feature = "llama-cpp")]
-impl Ref {
-    fn run(&self, prompt: &[u32], n: usize) -> Result<Sample, String> {
-        let t = self.0.timed_run(prompt, n).map_err(|e| e.to_string())?;
-        Ok(Sample {
-            pp: t.prompt_tokens as f64 / t.prompt_seconds,
-            tg: t.generated as f64 / t.generation_seconds,
-        })
-    }
-}
-
-#[cfg(not(feature = "llama-cpp"))]
-struct Ref;
-
-#[cfg(not(feature = "llama-cpp"))]
-fn reference(_: &std::path::Path, _: usize, _: usize) -> Result<Ref, String> {
-    Err("--vs llama.cpp needs a build with the llama-cpp feature: cargo build --release -p strata-cli --features llama-cpp".into())
-}
-
-#[cfg(not(feature = "llama-cpp"))]
-impl Ref {
-    fn run(&self, _: &[u32], _: usize) -> Result<Sample, String> {
-        unreachable!("no reference without the llama-cpp feature")
-    }
 }

@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod bench_worker;
 mod chat;
 mod fetch;
 mod generate;
@@ -46,6 +47,8 @@ fn main() -> ExitCode {
         "info" => info::run(rest),
         "synth" => synth::run(rest),
         "bench" => bench::run(rest),
+        // Internal: one engine of `strata bench`, driven over stdin/stdout.
+        "bench-worker" => bench_worker::run(rest),
         "split" => shard::split(rest),
         "plan" => shard::plan(rest),
         "shard" => match rest.split_first() {

@@ -88,10 +88,19 @@ pub fn attention_in_order(
 ) {
     #[cfg(target_arch = "x86_64")]
     if crate::ops::simd_x86::enabled() {
-        return run_heads(shape, order, q, keys, values, positions, out, |t, sc, o| {
-            // SAFETY: `enabled()` checked AVX2, FMA and F16C.
-            unsafe { x86::head(t, sc, o) }
-        });
+        let units = Units::new(shape, positions.len(), rayon::current_num_threads());
+        let dst = OutPtr(out.as_mut_ptr());
+        assert!(out.len() >= positions.len() * shape.n_head * shape.v_dim);
+        (0..units.count())
+            .into_par_iter()
+            .for_each_init(x86::Scratch::default, |sc, i| {
+                let task = units.task(i, shape, order, q, keys, values, positions);
+                // SAFETY: `enabled()` checked AVX2, FMA and F16C; `out`
+                // holds every (token, head) output (asserted above), and
+                // units own disjoint sets of (token, head) pairs.
+                unsafe { x86::unit(&task, sc, dst.get()) }
+            });
+        return;
     }
     attention_reference(shape, order, q, keys, values, positions, out)
 }
@@ -145,6 +154,162 @@ impl HeadTask<'_> {
         &self.values[(j * s.n_kv_head + self.kvh) * s.v_dim..][..s.v_dim]
     }
 }
+
+/// The (token, head) pairs one task of the vector form computes: tokens
+/// `t0..t1` and query heads `h0..h1`, all sharing key/value head `kvh`, so
+/// that each cache row the task reads serves every one of them while it
+/// is in the L1 cache.
+pub(crate) struct UnitTask<'a> {
+    shape: &'a AttentionShape,
+    order: DotOrder,
+    /// All queries, `[token][n_head][k_dim]`.
+    q: &'a [f32],
+    keys: &'a [f16],
+    values: &'a [f16],
+    positions: &'a [usize],
+    t0: usize,
+    t1: usize,
+    kvh: usize,
+    h0: usize,
+    h1: usize,
+}
+
+impl UnitTask<'_> {
+    /// Queries in the task.
+    fn len(&self) -> usize {
+        (self.t1 - self.t0) * (self.h1 - self.h0)
+    }
+
+    /// The (token, head) of query `i` (heads vary fastest).
+    fn pair(&self, i: usize) -> (usize, usize) {
+        let nh = self.h1 - self.h0;
+        (self.t0 + i / nh, self.h0 + i % nh)
+    }
+
+    /// Query `i`'s head vector.
+    fn query(&self, i: usize) -> &[f32] {
+        let (t, h) = self.pair(i);
+        let s = self.shape;
+        &self.q[(t * s.n_head + h) * s.k_dim..][..s.k_dim]
+    }
+
+    /// The cache positions `first..=pos` query `i` attends to.
+    fn span(&self, i: usize) -> (usize, usize) {
+        let pos = self.positions[self.pair(i).0];
+        let first = match self.shape.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        };
+        (first, pos)
+    }
+
+    /// Where query `i`'s output head starts in the whole output.
+    fn out_offset(&self, i: usize) -> usize {
+        let (t, h) = self.pair(i);
+        (t * self.shape.n_head + h) * self.shape.v_dim
+    }
+
+    /// Cache position `j`'s key for the task's key/value head.
+    fn key(&self, j: usize) -> &[f16] {
+        let s = self.shape;
+        &self.keys[(j * s.n_kv_head + self.kvh) * s.k_dim..][..s.k_dim]
+    }
+
+    /// Cache position `j`'s value for the task's key/value head.
+    fn value(&self, j: usize) -> &[f16] {
+        let s = self.shape;
+        &self.values[(j * s.n_kv_head + self.kvh) * s.v_dim..][..s.v_dim]
+    }
+}
+
+/// Tokens per task of a batch.
+const UNIT_TOKENS: usize = 4;
+
+/// How a call's (token, head) pairs are cut into tasks: blocks of
+/// [`UNIT_TOKENS`] tokens × the query heads of one key/value head, the
+/// heads split further into `parts` when that gives too few tasks for the
+/// threads (a single decoded token).
+#[derive(Debug, Clone, Copy)]
+struct Units {
+    n_tokens: usize,
+    token_blocks: usize,
+    n_kv: usize,
+    group: usize,
+    parts: usize,
+}
+
+impl Units {
+    fn new(shape: &AttentionShape, n_tokens: usize, threads: usize) -> Units {
+        let n_kv = shape.n_kv_head.max(1);
+        let group = (shape.n_head / n_kv).max(1);
+        let token_blocks = n_tokens.div_ceil(UNIT_TOKENS);
+        let want = 2 * threads.max(1);
+        let whole = token_blocks * n_kv;
+        let parts = if whole >= want {
+            1
+        } else {
+            want.div_ceil(whole.max(1)).min(group)
+        };
+        Units {
+            n_tokens,
+            token_blocks,
+            n_kv,
+            group,
+            parts,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.token_blocks * self.n_kv * self.parts
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn task<'a>(
+        &self,
+        i: usize,
+        shape: &'a AttentionShape,
+        order: DotOrder,
+        q: &'a [f32],
+        keys: &'a [f16],
+        values: &'a [f16],
+        positions: &'a [usize],
+    ) -> UnitTask<'a> {
+        let part = i % self.parts;
+        let kvh = (i / self.parts) % self.n_kv;
+        let tb = i / (self.parts * self.n_kv);
+        let g0 = kvh * self.group;
+        UnitTask {
+            shape,
+            order,
+            q,
+            keys,
+            values,
+            positions,
+            t0: tb * UNIT_TOKENS,
+            t1: ((tb + 1) * UNIT_TOKENS).min(self.n_tokens),
+            kvh,
+            h0: g0 + part * self.group / self.parts,
+            h1: g0 + (part + 1) * self.group / self.parts,
+        }
+    }
+}
+
+/// The output of an attention call, written by several tasks at once.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `OutPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: tasks write disjoint (token, head) outputs through it and nothing
+// else touches the output until they all finish.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
 
 /// Splits the work into one task per (token, head), run on the current
 /// rayon pool with per-worker scratch `S`; `head` fills one output head.

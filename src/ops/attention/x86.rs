@@ -20,157 +20,231 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::{DotOrder, HeadTask};
+use super::{DotOrder, UnitTask};
 use crate::ops::simd_x86::{hsum8, load_f16x8, round_f16, v_expf};
 
-/// Buffers reused across the heads one worker computes.
+/// Buffers reused across the tasks one worker computes.
 #[derive(Default)]
 pub(super) struct Scratch {
+    /// The task's queries rounded to f16, `[query][k_dim rounded up to 8]`.
     q: Vec<f32>,
+    /// Scores, then probabilities, of each query at `spans[i].w + j - base`.
     w: Vec<f32>,
+    /// Per-lane p·v sums, `[lane][query][v_dim]`.
     acc: Vec<f32>,
+    spans: Vec<Span>,
 }
 
-/// One head of attention (see [`HeadTask`]).
+/// The cache positions one query attends to and where its scores live.
+#[derive(Clone, Copy)]
+struct Span {
+    first: usize,
+    pos: usize,
+    /// `first` rounded down to a multiple of 8 (the softmax groups).
+    base: usize,
+    /// Offset of the query's scores in [`Scratch::w`].
+    w: usize,
+}
+
+/// One task of attention (see [`UnitTask`]): every query of the task,
+/// each computed exactly as [`super::head_reference`] computes it, with
+/// the loops over cache positions shared: each key and value row is
+/// loaded from memory once per task and used for all its queries.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C.
+/// The CPU has AVX2, FMA and F16C; `out` points at the whole output of
+/// the call (`[token][n_head][v_dim]`), of which this task writes only its
+/// own (token, head) pairs.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn head(task: &HeadTask<'_>, sc: &mut Scratch, out: &mut [f32]) {
+pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) {
     let s = task.shape;
-    let (first, pos) = (task.first, task.pos);
+    let nq = task.len();
+    if nq == 0 {
+        return;
+    }
 
-    // The query, rounded to f16, zero-padded to whole registers.
+    // The queries, rounded to f16, zero-padded to whole registers.
     let kd = s.k_dim;
+    let kdp = kd.next_multiple_of(8);
     sc.q.clear();
-    sc.q.resize(kd.next_multiple_of(8), 0.0);
-    for (c, x) in sc.q.chunks_exact_mut(8).zip(task.q.chunks(8)) {
-        if x.len() == 8 {
-            _mm256_storeu_ps(c.as_mut_ptr(), round_f16(_mm256_loadu_ps(x.as_ptr())));
-        } else {
-            for (c, &x) in c.iter_mut().zip(x) {
-                *c = f16::from_f32(x).to_f32();
+    sc.q.resize(nq * kdp, 0.0);
+    for i in 0..nq {
+        let qi = &mut sc.q[i * kdp..(i + 1) * kdp];
+        for (c, x) in qi.chunks_exact_mut(8).zip(task.query(i).chunks(8)) {
+            if x.len() == 8 {
+                _mm256_storeu_ps(c.as_mut_ptr(), round_f16(_mm256_loadu_ps(x.as_ptr())));
+            } else {
+                for (c, &x) in c.iter_mut().zip(x) {
+                    *c = f16::from_f32(x).to_f32();
+                }
             }
         }
     }
 
-    // Scores at `w[j - base]`.
-    let base = first & !7;
+    // Where each query's scores go.
+    sc.spans.clear();
+    let mut len = 0;
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for i in 0..nq {
+        let (first, pos) = task.span(i);
+        let base = first & !7;
+        sc.spans.push(Span {
+            first,
+            pos,
+            base,
+            w: len,
+        });
+        len += (pos + 1 - base).next_multiple_of(8);
+        lo = lo.min(first);
+        hi = hi.max(pos);
+    }
     sc.w.clear();
-    sc.w.resize((pos + 1 - base).next_multiple_of(8), 0.0);
-    let mut j = first;
-    if task.order == DotOrder::Gemm && kd % 8 == 0 {
-        // Four positions at a time: four independent FMA chains.
-        while j + 3 <= pos {
-            let k = [
-                task.key(j),
-                task.key(j + 1),
-                task.key(j + 2),
-                task.key(j + 3),
-            ];
-            let d = dot_gemm4(&sc.q, k);
-            sc.w[j - base..j - base + 4].copy_from_slice(&d);
-            j += 4;
+    sc.w.resize(len, 0.0);
+
+    // Scores: the keys four at a time, each four used by every query
+    // that attends to them.
+    let four = task.order == DotOrder::Gemm && kd % 8 == 0;
+    let mut j = lo;
+    while j <= hi {
+        let jn = (j + 4).min(hi + 1);
+        let keys = [
+            task.key(j),
+            task.key((j + 1).min(hi)),
+            task.key((j + 2).min(hi)),
+            task.key((j + 3).min(hi)),
+        ];
+        for (i, sp) in sc.spans.iter().enumerate() {
+            let q = &sc.q[i * kdp..(i + 1) * kdp];
+            let w = &mut sc.w[sp.w..];
+            if four && jn - j == 4 && sp.first <= j && j + 3 <= sp.pos {
+                let d = dot_gemm4(q, keys);
+                w[j - sp.base..j - sp.base + 4].copy_from_slice(&d);
+                continue;
+            }
+            for jj in j.max(sp.first)..jn.min(sp.pos + 1) {
+                let k = keys[jj - j];
+                w[jj - sp.base] = match task.order {
+                    DotOrder::Gemm => dot_gemm(q, k),
+                    DotOrder::VecDot => dot_vec(&q[..kd], k),
+                };
+            }
         }
-    }
-    for j in j..=pos {
-        let k = task.key(j);
-        sc.w[j - base] = match task.order {
-            DotOrder::Gemm => dot_gemm(&sc.q, k),
-            DotOrder::VecDot => dot_vec(&sc.q[..kd], k),
-        };
-    }
-    for x in &mut sc.w[first - base..=pos - base] {
-        *x *= s.scale;
-        if let Some(cap) = s.softcap {
-            *x = cap * (*x * (1.0 / cap)).tanh();
-        }
+        j = jn;
     }
 
-    // Softmax.
-    let max = sc.w[first - base..=pos - base]
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    let vmax = _mm256_set1_ps(max);
-    let mut sum = 0f64;
-    for c in sc.w.chunks_exact_mut(8) {
-        let e = v_expf(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), vmax));
-        _mm256_storeu_ps(c.as_mut_ptr(), e);
-    }
-    sc.w[..first - base].fill(0.0);
-    sc.w[pos + 1 - base..].fill(0.0);
-    for c in sc.w.chunks_exact(8) {
-        sum += hsum8(_mm256_loadu_ps(c.as_ptr())) as f64;
-    }
-    let inv = _mm256_set1_ps((1.0 / sum) as f32);
-    for c in sc.w.chunks_exact_mut(8) {
-        let p = round_f16(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), inv));
-        _mm256_storeu_ps(c.as_mut_ptr(), p);
+    // Scale, cap and softmax, per query.
+    for sp in &sc.spans {
+        let w = &mut sc.w[sp.w..sp.w + (sp.pos + 1 - sp.base).next_multiple_of(8)];
+        softmax(w, sp, s.scale, s.softcap);
     }
 
-    // p·v per lane, then the lanes reduced per dimension.
+    // p·v: for each lane, every query's sum over the lane's positions
+    // (the lane's value rows stay in the L1 cache across the queries).
     let lanes = task.order.lanes();
     let vd = s.v_dim;
     sc.acc.clear();
-    sc.acc.resize(lanes * vd, 0.0);
+    sc.acc.resize(lanes * nq * vd, 0.0);
     for l in 0..lanes {
-        let acc = &mut sc.acc[l * vd..][..vd];
-        // The first position at or after `first` in lane `l`.
-        let j0 = first + (l + lanes - first % lanes) % lanes;
-        let mut d = 0;
-        while d + 64 <= vd {
-            lane_sum::<8>(task, &sc.w, base, j0, lanes, d, &mut acc[d..d + 64]);
-            d += 64;
+        for (i, sp) in sc.spans.iter().enumerate() {
+            let acc = &mut sc.acc[(l * nq + i) * vd..][..vd];
+            let w = &sc.w[sp.w..];
+            // The first position at or after `first` in lane `l`.
+            let j0 = sp.first + (l + lanes - sp.first % lanes) % lanes;
+            let mut d = 0;
+            while d + 64 <= vd {
+                lane_sum::<8>(task, w, sp, j0, lanes, d, &mut acc[d..d + 64]);
+                d += 64;
+            }
+            while d + 8 <= vd {
+                lane_sum::<1>(task, w, sp, j0, lanes, d, &mut acc[d..d + 8]);
+                d += 8;
+            }
+            for d in d..vd {
+                let mut a = 0f32;
+                for j in (j0..=sp.pos).step_by(lanes) {
+                    a += w[j - sp.base] * task.value(j)[d].to_f32();
+                }
+                acc[d] = a;
+            }
         }
+    }
+
+    // The lanes reduced per dimension, with the reference's pairing.
+    for i in 0..nq {
+        // SAFETY: the caller's promise: `out` holds this query's head.
+        let o = std::slice::from_raw_parts_mut(out.add(task.out_offset(i)), vd);
+        let row = |l: usize, d: usize| _mm256_loadu_ps(sc.acc[(l * nq + i) * vd + d..].as_ptr());
+        let mut d = 0;
         while d + 8 <= vd {
-            lane_sum::<1>(task, &sc.w, base, j0, lanes, d, &mut acc[d..d + 8]);
+            let r = match task.order {
+                DotOrder::Gemm => {
+                    let t: [__m256; 4] =
+                        std::array::from_fn(|k| _mm256_add_ps(row(k + 4, d), row(k, d)));
+                    _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
+                }
+                DotOrder::VecDot => {
+                    let r: [__m256; 8] = std::array::from_fn(|l| {
+                        _mm256_add_ps(
+                            _mm256_add_ps(row(l, d), row(16 + l, d)),
+                            _mm256_add_ps(row(8 + l, d), row(24 + l, d)),
+                        )
+                    });
+                    let t: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(r[k], r[k + 4]));
+                    _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]))
+                }
+            };
+            _mm256_storeu_ps(o[d..d + 8].as_mut_ptr(), r);
             d += 8;
         }
         for d in d..vd {
-            let mut a = 0f32;
-            for j in (j0..=pos).step_by(lanes) {
-                a += sc.w[j - base] * task.value(j)[d].to_f32();
-            }
-            acc[d] = a;
+            let lane: Vec<f32> = (0..lanes).map(|l| sc.acc[(l * nq + i) * vd + d]).collect();
+            o[d] = task.order.reduce(&lane);
         }
     }
-    let mut d = 0;
-    while d + 8 <= vd {
-        let row = |l: usize| _mm256_loadu_ps(sc.acc[l * vd + d..].as_ptr());
-        let r = match task.order {
-            DotOrder::Gemm => {
-                let t: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(row(i + 4), row(i)));
-                _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
-            }
-            DotOrder::VecDot => {
-                let r: [__m256; 8] = std::array::from_fn(|l| {
-                    _mm256_add_ps(
-                        _mm256_add_ps(row(l), row(16 + l)),
-                        _mm256_add_ps(row(8 + l), row(24 + l)),
-                    )
-                });
-                let t: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(r[i], r[i + 4]));
-                _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]))
-            }
-        };
-        _mm256_storeu_ps(out[d..d + 8].as_mut_ptr(), r);
-        d += 8;
+}
+
+/// Scale (and cap) the scores of one query in `w` (at `j - base`), then
+/// replace them by their probabilities rounded to f16, zero outside
+/// `first..=pos`; the sum adds each aligned group of eight's `hsum8` in
+/// f64, as the reference does.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn softmax(w: &mut [f32], sp: &Span, scale: f32, softcap: Option<f32>) {
+    let (a, b) = (sp.first - sp.base, sp.pos - sp.base);
+    for x in &mut w[a..=b] {
+        *x *= scale;
+        if let Some(cap) = softcap {
+            *x = cap * (*x * (1.0 / cap)).tanh();
+        }
     }
-    for d in d..vd {
-        let lane: Vec<f32> = (0..lanes).map(|l| sc.acc[l * vd + d]).collect();
-        out[d] = task.order.reduce(&lane);
+    let max = w[a..=b].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let vmax = _mm256_set1_ps(max);
+    for c in w.chunks_exact_mut(8) {
+        let e = v_expf(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), vmax));
+        _mm256_storeu_ps(c.as_mut_ptr(), e);
+    }
+    w[..a].fill(0.0);
+    w[b + 1..].fill(0.0);
+    let mut sum = 0f64;
+    for c in w.chunks_exact(8) {
+        sum += hsum8(_mm256_loadu_ps(c.as_ptr())) as f64;
+    }
+    let inv = _mm256_set1_ps((1.0 / sum) as f32);
+    for c in w.chunks_exact_mut(8) {
+        let p = round_f16(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), inv));
+        _mm256_storeu_ps(c.as_mut_ptr(), p);
     }
 }
 
 /// `acc[8r..8r + 8] = Σ p_j · v_j[d + 8r..]` over the positions
-/// `j0, j0 + lanes, ..` up to the task's position, for `R` registers.
+/// `j0, j0 + lanes, ..` up to the query's position, for `R` registers
+/// (`p_j` at `w[j - base]`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn lane_sum<const R: usize>(
-    task: &HeadTask<'_>,
+    task: &UnitTask<'_>,
     w: &[f32],
-    base: usize,
+    sp: &Span,
     j0: usize,
     lanes: usize,
     d: usize,
@@ -178,8 +252,8 @@ unsafe fn lane_sum<const R: usize>(
 ) {
     let mut a = [_mm256_setzero_ps(); R];
     let mut j = j0;
-    while j <= task.pos {
-        let p = _mm256_set1_ps(w[j - base]);
+    while j <= sp.pos {
+        let p = _mm256_set1_ps(w[j - sp.base]);
         let v = &task.value(j)[d..d + 8 * R];
         for (r, a) in a.iter_mut().enumerate() {
             *a = _mm256_fmadd_ps(p, load_f16x8(v[8 * r..].as_ptr()), *a);
