@@ -23,6 +23,9 @@ pub struct KvCache {
     v: Vec<Vec<f16>>,
 }
 
+/// Positions the cache grows by at a time.
+const GROW_POSITIONS: usize = 256;
+
 impl KvCache {
     pub fn new(n_layers: usize, k_width: usize, v_width: usize, max_positions: usize) -> KvCache {
         KvCache {
@@ -112,6 +115,16 @@ impl KvCache {
         let (kl, vl) = (&mut self.k[layer], &mut self.v[layer]);
         kl.truncate(pos * self.k_width);
         vl.truncate(pos * self.v_width);
+        // Grow by whole chunks of positions (never past the limit), so that
+        // decode steps between chunk boundaries allocate nothing.
+        let want = (pos + n)
+            .next_multiple_of(GROW_POSITIONS)
+            .min(self.max_positions);
+        for (l, width) in [(&mut *kl, self.k_width), (&mut *vl, self.v_width)] {
+            if l.capacity() < (pos + n) * width {
+                l.reserve_exact(want.max(pos + n) * width - l.len());
+            }
+        }
         kl.extend(k.iter().map(|&x| f16::from_f32(x)));
         vl.extend(v.iter().map(|&x| f16::from_f32(x)));
     }

@@ -69,6 +69,8 @@ struct Worker {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     samples: Vec<Timed>,
+    /// Peak and current resident memory after the runs, KiB.
+    memory: (u64, u64),
 }
 
 impl Worker {
@@ -98,6 +100,7 @@ impl Worker {
             stdin,
             stdout: BufReader::new(stdout),
             samples: Vec::new(),
+            memory: (0, 0),
         };
         let first = w.read_line()?;
         if first != "ready" {
@@ -157,6 +160,23 @@ impl Worker {
             tg_seconds,
             tokens,
         })
+    }
+
+    /// Ask for the worker's peak and current resident memory.
+    fn memory(&mut self) -> Result<(u64, u64), String> {
+        writeln!(self.stdin, "memory")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| format!("writing to the {} worker: {e}", self.name))?;
+        let line = self.read_line()?;
+        let v: Vec<u64> = line
+            .split_ascii_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        match (line.starts_with("memory "), v.as_slice()) {
+            (true, &[peak, now]) => Ok((peak, now)),
+            _ => Err(format!("the {} worker answered {line:?}", self.name)),
+        }
     }
 
     fn pp(&self, p: usize) -> Vec<f64> {
@@ -264,6 +284,9 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         }
         eprintln!("repetition {}/{reps} done", i + 1);
     }
+    for w in &mut workers {
+        w.memory = w.memory()?;
+    }
     report(&a, &path, threads, p, n, reps, &workers)
 }
 
@@ -297,6 +320,7 @@ fn report(
                 "pp_tokens_per_second": median(w.pp(p)),
                 "tg_tokens_per_second": median(w.tg(n)),
                 "samples": {"pp": w.pp(p), "tg": w.tg(n)},
+                "peak_rss_kib": w.memory.0, "rss_kib": w.memory.1,
             });
         }
         if let Some(d) = same {
@@ -325,6 +349,15 @@ fn report(
         let rp = median(s.pp(p)) / median(l.pp(p));
         let rt = median(s.tg(n)) / median(l.tg(n));
         println!("| ratio     | {:>21.2}x | {:>29.2}x |", rp, rt);
+    }
+    let mib = |k: u64| k as f64 / 1024.0;
+    for w in workers {
+        println!(
+            "{}: peak resident memory {:.1} MiB (now {:.1} MiB)",
+            w.name,
+            mib(w.memory.0),
+            mib(w.memory.1)
+        );
     }
     match same {
         Some(None) => println!("greedy tokens: identical ({n} of {n})"),

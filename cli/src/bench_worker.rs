@@ -10,6 +10,8 @@
 //! | worker → parent | `ready` once the model is loaded, or `err MESSAGE` |
 //! | parent → worker | `run N ID ID …`: the prompt ids, then `N` greedy steps |
 //! | worker → parent | `ok PP_SECONDS TG_SECONDS TOKEN TOKEN …` or `err MESSAGE` |
+//! | parent → worker | `memory` |
+//! | worker → parent | `memory PEAK_RSS_KIB RSS_KIB` (from `/proc/self/status`; 0 where unknown) |
 //!
 //! The prompt is evaluated as one batch (timed), then `N` decode steps of
 //! one token each (timed), each feeding back the argmax of the logits; the
@@ -145,6 +147,11 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     reply(&mut out, "ready".into())?;
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| format!("bench-worker: reading from the parent: {e}"))?;
+        if line.trim() == "memory" {
+            let (peak, now) = memory_kib();
+            reply(&mut out, format!("memory {peak} {now}"))?;
+            continue;
+        }
         let answer = match parse_run(&line) {
             Err(e) => format!("err {}", one_line(&e)),
             Ok((n, prompt)) if prompt.len() + n + 1 > n_ctx => {
@@ -168,6 +175,20 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         reply(&mut out, answer)?;
     }
     Ok(())
+}
+
+/// This process's peak and current resident memory in KiB (`VmHWM`,
+/// `VmRSS`), 0 where `/proc` does not say.
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// `run N ID ID …` → (N, prompt ids).

@@ -13,10 +13,17 @@ use super::config::{AttnScale, Config};
 use super::weights::LayerWeights;
 use crate::kv_cache::KvCache;
 use crate::ops::attention::{attention_in_order, AttentionShape, DotOrder};
-use crate::ops::{act, matmul, norm, Weight};
+use crate::ops::{act, matmul_with, norm, Weight};
 
-/// Scratch buffers for one forward call of `n` tokens.
+/// Scratch buffers for one forward call of `n` tokens. Kept per worker
+/// thread between calls (see [`Scratch::fit`]), so that a decode step
+/// allocates nothing in its layer loop.
+#[derive(Default)]
 pub struct Scratch {
+    /// The hidden states, `[n][n_embd]`.
+    pub x: Vec<f32>,
+    /// Token positions, `[n]`.
+    pub positions: Vec<usize>,
     h: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
@@ -25,20 +32,40 @@ pub struct Scratch {
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// Quantized activations of the current matmul.
+    pub(crate) act: Vec<u8>,
 }
 
 impl Scratch {
-    pub fn new(cfg: &Config, n: usize) -> Scratch {
-        Scratch {
-            h: vec![0.0; n * cfg.n_embd],
-            q: vec![0.0; n * cfg.n_head * cfg.head_dim_k],
-            k: vec![0.0; n * cfg.k_width()],
-            v: vec![0.0; n * cfg.v_width()],
-            att: vec![0.0; n * cfg.n_head * cfg.head_dim_v],
-            proj: vec![0.0; n * cfg.n_embd],
-            gate: vec![0.0; n * cfg.n_ff],
-            up: vec![0.0; n * cfg.n_ff],
+    /// Size every buffer for `n` tokens. A buffer keeps its memory unless
+    /// it holds more than four times what `n` tokens need (a long prompt
+    /// followed by decode steps), so that one long call does not pin its
+    /// memory for good.
+    pub fn fit(&mut self, cfg: &Config, n: usize) {
+        fn fit(v: &mut Vec<f32>, len: usize) {
+            if v.capacity() > 4 * len.max(1024) {
+                *v = Vec::new();
+            }
+            v.resize(len, 0.0);
         }
+        fit(&mut self.x, n * cfg.n_embd);
+        fit(&mut self.h, n * cfg.n_embd);
+        fit(&mut self.q, n * cfg.n_head * cfg.head_dim_k);
+        fit(&mut self.k, n * cfg.k_width());
+        fit(&mut self.v, n * cfg.v_width());
+        fit(&mut self.att, n * cfg.n_head * cfg.head_dim_v);
+        fit(&mut self.proj, n * cfg.n_embd);
+        fit(&mut self.gate, n * cfg.n_ff);
+        fit(&mut self.up, n * cfg.n_ff);
+        // Quantized activations take at most about 1.1 bytes per value.
+        let act = 2 * n * cfg.n_embd.max(cfg.n_ff);
+        if self.act.capacity() > 4 * act.max(4096) {
+            self.act = Vec::new();
+        }
+        if self.positions.capacity() > 4 * n.max(1024) {
+            self.positions = Vec::new();
+        }
+        self.positions.clear();
     }
 }
 
@@ -49,41 +76,51 @@ impl Scratch {
 pub fn block(
     cfg: &Config,
     w: &LayerWeights,
-    x: &mut [f32],
-    positions: &[usize],
     cache: &mut KvCache,
     cache_layer: usize,
     s: &mut Scratch,
     order: DotOrder,
 ) {
+    let Scratch {
+        x,
+        positions,
+        h,
+        q,
+        k,
+        v,
+        att,
+        proj,
+        gate,
+        up,
+        act,
+    } = s;
+    let (x, positions) = (&mut x[..], &positions[..]);
     let n = positions.len();
     let layer = cfg.layer_attention(w.index);
 
     // Attention.
-    norm::rms_norm_into(x, &w.attn_norm, cfg.rms_eps, &mut s.h);
-    linear(&w.wq, w.bq.as_deref(), &s.h, n, &mut s.q);
-    linear(&w.wk, w.bk.as_deref(), &s.h, n, &mut s.k);
-    linear(&w.wv, w.bv.as_deref(), &s.h, n, &mut s.v);
+    norm::rms_norm_into(x, &w.attn_norm, cfg.rms_eps, h);
+    linear(&w.wq, w.bq.as_deref(), h, n, q, act);
+    linear(&w.wk, w.bk.as_deref(), h, n, k, act);
+    linear(&w.wv, w.bv.as_deref(), h, n, v, act);
     if let Some(qn) = &w.q_norm {
-        norm::rms_norm(&mut s.q, qn, cfg.rms_eps);
+        norm::rms_norm(q, qn, cfg.rms_eps);
     }
     if let Some(kn) = &w.k_norm {
-        norm::rms_norm(&mut s.k, kn, cfg.rms_eps);
+        norm::rms_norm(k, kn, cfg.rms_eps);
     }
+    layer.rope.apply(q, cfg.n_head, cfg.head_dim_k, positions);
     layer
         .rope
-        .apply(&mut s.q, cfg.n_head, cfg.head_dim_k, positions);
-    layer
-        .rope
-        .apply(&mut s.k, cfg.n_head_kv, cfg.head_dim_k, positions);
+        .apply(k, cfg.n_head_kv, cfg.head_dim_k, positions);
     let score_scale = match cfg.attn_scale {
         AttnScale::Scores(f) => f,
         AttnScale::Queries(f) => {
-            scale(&mut s.q, f);
+            scale(q, f);
             1.0
         }
     };
-    cache.store(cache_layer, positions[0], &s.k, &s.v);
+    cache.store(cache_layer, positions[0], k, v);
     let shape = AttentionShape {
         n_head: cfg.n_head,
         n_kv_head: cfg.n_head_kv,
@@ -96,36 +133,43 @@ pub fn block(
     attention_in_order(
         &shape,
         order,
-        &s.q,
+        q,
         cache.keys(cache_layer),
         cache.values(cache_layer),
         positions,
-        &mut s.att,
+        att,
     );
-    linear(&w.wo, w.bo.as_deref(), &s.att, n, &mut s.proj);
+    linear(&w.wo, w.bo.as_deref(), att, n, proj, act);
     if let Some(pn) = &w.post_attn_norm {
-        norm::rms_norm(&mut s.proj, pn, cfg.rms_eps);
+        norm::rms_norm(proj, pn, cfg.rms_eps);
     }
-    add(x, &s.proj);
+    add(x, proj);
 
     // MLP.
-    norm::rms_norm_into(x, &w.ffn_norm, cfg.rms_eps, &mut s.h);
-    matmul(&w.w_gate, &s.h, n, &mut s.gate);
-    matmul(&w.w_up, &s.h, n, &mut s.up);
+    norm::rms_norm_into(x, &w.ffn_norm, cfg.rms_eps, h);
+    matmul_with(&w.w_gate, h, n, gate, act);
+    matmul_with(&w.w_up, h, n, up, act);
     match cfg.block.mlp {
-        Mlp::SwiGlu => act::swiglu(&mut s.gate, &s.up, cfg.n_ff),
-        Mlp::GeGlu => act::geglu(&mut s.gate, &s.up),
+        Mlp::SwiGlu => act::swiglu(gate, up, cfg.n_ff),
+        Mlp::GeGlu => act::geglu(gate, up),
     }
-    matmul(&w.w_down, &s.gate, n, &mut s.proj);
+    matmul_with(&w.w_down, gate, n, proj, act);
     if let Some(pn) = &w.post_ffn_norm {
-        norm::rms_norm(&mut s.proj, pn, cfg.rms_eps);
+        norm::rms_norm(proj, pn, cfg.rms_eps);
     }
-    add(x, &s.proj);
+    add(x, proj);
 }
 
 /// `out = W·x (+ bias)` for `n` rows of `x`.
-fn linear(w: &Weight, bias: Option<&[f32]>, x: &[f32], n: usize, out: &mut [f32]) {
-    matmul(w, x, n, out);
+fn linear(
+    w: &Weight,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    act: &mut Vec<u8>,
+) {
+    matmul_with(w, x, n, out, act);
     if let Some(b) = bias {
         for row in out.chunks_exact_mut(b.len()) {
             add(row, b);

@@ -8,14 +8,14 @@ pub mod weights;
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 pub use config::Config;
 
 use crate::gguf::GgufFile;
 use crate::kv_cache::KvCache;
 use crate::ops::attention::DotOrder;
-use crate::ops::{matmul, norm, Weight};
+use crate::ops::{matmul_with, norm, Weight};
 use crate::shard::{digest, Digest, ShardInfo};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -107,6 +107,8 @@ pub struct Model {
     output: Option<Weight>,
     tokenizer: Tokenizer,
     pool: rayon::ThreadPool,
+    /// Forward-pass buffers free for the next call.
+    scratch: Mutex<Vec<layers::Scratch>>,
     /// Set when the file is a shard file.
     shard: Option<ShardInfo>,
     digest: OnceLock<Digest>,
@@ -207,6 +209,7 @@ impl Model {
             output,
             tokenizer,
             pool,
+            scratch: Mutex::new(Vec::new()),
             shard,
             digest: OnceLock::new(),
             numerics: opts.numerics,
@@ -292,62 +295,82 @@ impl Model {
             return Err(Error::EmptyPrompt);
         }
         cache.check_room(pos, n)?;
-        let mut x = match input {
-            Input::Tokens(tokens) => self.embed(tokens)?,
-            Input::Hidden(h) => {
-                if self.takes_tokens() {
-                    return Err(Error::invalid(
-                        "input",
-                        "the first shard takes token ids, not hidden states",
-                    ));
-                }
-                if h.len() != n * cfg.n_embd {
-                    return Err(Error::invalid(
-                        "input",
-                        format!(
-                            "{} values is not a whole number of {}-wide rows",
-                            h.len(),
-                            cfg.n_embd
-                        ),
-                    ));
-                }
-                h.to_vec()
+        if let Input::Hidden(h) = input {
+            if self.takes_tokens() {
+                return Err(Error::invalid(
+                    "input",
+                    "the first shard takes token ids, not hidden states",
+                ));
             }
-        };
-        cache.truncate(pos);
-        let positions: Vec<usize> = (pos..pos + n).collect();
+            if h.len() != n * cfg.n_embd {
+                return Err(Error::invalid(
+                    "input",
+                    format!(
+                        "{} values is not a whole number of {}-wide rows",
+                        h.len(),
+                        cfg.n_embd
+                    ),
+                ));
+            }
+        }
         let order = self.numerics.attention_order(n);
-        self.pool.install(|| {
-            let mut scratch = layers::Scratch::new(cfg, n);
-            for (i, w) in self.blocks.iter().enumerate() {
-                layers::block(cfg, w, &mut x, &positions, cache, i, &mut scratch, order);
-            }
-        });
+        // Buffers of an earlier call, if one is free (concurrent calls each
+        // take their own; the list holds at most as many as ran at once).
+        let mut s = lock(&self.scratch).pop().unwrap_or_default();
+        s.fit(cfg, n);
+        let out = self
+            .pool
+            .install(|| self.forward_in(cache, input, pos, logits, order, &mut s));
+        lock(&self.scratch).push(s);
+        out
+    }
+
+    /// [`Model::forward`] after the checks, with this thread's buffers.
+    fn forward_in(
+        &self,
+        cache: &mut KvCache,
+        input: Input,
+        pos: usize,
+        logits: Logits,
+        order: DotOrder,
+        s: &mut layers::Scratch,
+    ) -> Result<Output> {
+        let cfg = &self.config;
+        match input {
+            Input::Tokens(tokens) => self.embed(tokens, &mut s.x)?,
+            Input::Hidden(h) => s.x.copy_from_slice(h),
+        }
+        let n = s.x.len() / cfg.n_embd;
+        cache.truncate(pos);
+        s.positions.extend(pos..pos + n);
+        for (i, w) in self.blocks.iter().enumerate() {
+            layers::block(cfg, w, cache, i, s, order);
+        }
         cache.set_len(pos + n);
         let (Some(out_norm), Some(head)) = (&self.output_norm, &self.output) else {
-            return Ok(Output::Hidden(x));
+            return Ok(Output::Hidden(s.x.clone()));
         };
         let rows = match logits {
-            Logits::Last => &mut x[(n - 1) * cfg.n_embd..],
-            Logits::All => &mut x[..],
+            Logits::Last => &mut s.x[(n - 1) * cfg.n_embd..],
+            Logits::All => &mut s.x[..],
         };
         let m = rows.len() / cfg.n_embd;
         norm::rms_norm(rows, out_norm, cfg.rms_eps);
         let mut out = vec![0f32; m * cfg.n_vocab];
-        self.pool.install(|| matmul(head, rows, m, &mut out));
+        matmul_with(head, rows, m, &mut out, &mut s.act);
         if let Some(cap) = cfg.final_logit_softcap {
             layers::softcap(&mut out, cap);
         }
         Ok(Output::Logits(out))
     }
 
-    fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+    /// The embedding rows of `tokens` into `x` (`[n][n_embd]`).
+    fn embed(&self, tokens: &[u32], x: &mut [f32]) -> Result<()> {
         let emb = self
             .embedding
             .as_ref()
             .ok_or_else(|| Error::invalid("input", "only the first shard takes token ids"))?;
         let e = self.config.n_embd;
-        let mut x = vec![0f32; tokens.len() * e];
         for (&t, row) in tokens.iter().zip(x.chunks_exact_mut(e)) {
             if t as usize >= self.config.n_vocab {
                 return Err(Error::TokenOutOfRange {
@@ -360,6 +383,12 @@ impl Model {
                 layers::scale(row, f);
             }
         }
-        Ok(x)
+        Ok(())
     }
+}
+
+/// The buffers' list, even after a panic in another thread's forward call
+/// (the buffers hold no invariant a panic could break).
+fn lock(m: &Mutex<Vec<layers::Scratch>>) -> MutexGuard<'_, Vec<layers::Scratch>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

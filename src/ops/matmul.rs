@@ -102,6 +102,16 @@ thread_local! {
 /// task writing its outputs in place. Either way each output is computed by
 /// exactly one kernel call, with the bits of the scalar reference.
 pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+    // Taken out of the thread's slot (a nested call on this thread, from
+    // rayon's work stealing, finds it empty and allocates its own).
+    let mut act = ACT.take();
+    matmul_with(w, x, n_tokens, out, &mut act);
+    ACT.set(act);
+}
+
+/// [`matmul`] with the caller's buffer for the quantized activations
+/// (resized as needed, so that a caller that keeps it allocates nothing).
+pub fn matmul_with(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32], act: &mut Vec<u8>) {
     assert!(
         x.len() >= n_tokens * w.cols,
         "matmul: x shorter than [n_tokens][cols]"
@@ -113,9 +123,6 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
     let out = &mut out[..n_tokens * w.rows];
     let act_ty = quant::vec_dot_type(w.ty);
     let act_row = act_ty.row_bytes(w.cols as u64).unwrap_or(0) as usize;
-    // Taken out of the thread's slot (a nested call on this thread, from
-    // rayon's work stealing, finds it empty and allocates its own).
-    let mut act = ACT.take();
     // Every byte is written below; old contents need no clearing.
     act.resize(act_row * n_tokens, 0);
     act.par_chunks_mut(act_row)
@@ -130,7 +137,6 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
         let Some(kernel) = kernels::row_dot(w.ty) else {
             // Weight types are checked when a model is loaded.
             out.fill(f32::NAN);
-            ACT.set(act);
             return;
         };
         out.par_chunks_mut(ROWS_PER_TASK)
@@ -139,12 +145,10 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
                 let r0 = c * ROWS_PER_TASK;
                 kernel.dot_rows(&data[r0 * wrow..(r0 + o.len()) * wrow], &act, o)
             });
-        ACT.set(act);
         return;
     }
     let Some(kernel) = kernels::tile_dot(w.ty) else {
         out.fill(f32::NAN);
-        ACT.set(act);
         return;
     };
     let rows = w.rows;
@@ -189,7 +193,6 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
                 }
             }
         });
-    ACT.set(act);
 }
 
 /// The output of a matmul, written by several tasks at once.

@@ -41,12 +41,20 @@ impl Rope {
     /// Rotate every head of every token in place. `x` is
     /// `[n_tokens][n_heads * head_dim]`; `positions[t]` is token t's position.
     pub fn apply(&self, x: &mut [f32], n_heads: usize, head_dim: usize, positions: &[usize]) {
-        let mut cs = vec![0f32; self.n_rot];
+        // cos/sin of one position: on the stack for every head size in use.
+        let mut stack = [0f32; 512];
+        let mut heap = Vec::new();
+        let cs: &mut [f32] = if self.n_rot <= stack.len() {
+            &mut stack[..self.n_rot]
+        } else {
+            heap.resize(self.n_rot, 0.0);
+            &mut heap
+        };
         let width = n_heads * head_dim;
         for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
-            self.angles(pos, &mut cs);
+            self.angles(pos, cs);
             for head in row.chunks_exact_mut(head_dim) {
-                self.rotate(head, &cs);
+                self.rotate(head, cs);
             }
         }
     }

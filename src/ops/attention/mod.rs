@@ -91,15 +91,15 @@ pub fn attention_in_order(
         let units = Units::new(shape, positions.len(), rayon::current_num_threads());
         let dst = OutPtr(out.as_mut_ptr());
         assert!(out.len() >= positions.len() * shape.n_head * shape.v_dim);
-        (0..units.count())
-            .into_par_iter()
-            .for_each_init(x86::Scratch::default, |sc, i| {
-                let task = units.task(i, shape, order, q, keys, values, positions);
-                // SAFETY: `enabled()` checked AVX2, FMA and F16C; `out`
-                // holds every (token, head) output (asserted above), and
-                // units own disjoint sets of (token, head) pairs.
-                unsafe { x86::unit(&task, sc, dst.get()) }
-            });
+        (0..units.count()).into_par_iter().for_each(|i| {
+            let task = units.task(i, shape, order, q, keys, values, positions);
+            let mut sc = x86::SCRATCH.take();
+            // SAFETY: `enabled()` checked AVX2, FMA and F16C; `out`
+            // holds every (token, head) output (asserted above), and
+            // units own disjoint sets of (token, head) pairs.
+            unsafe { x86::unit(&task, &mut sc, dst.get()) };
+            x86::SCRATCH.set(sc);
+        });
         return;
     }
     attention_reference(shape, order, q, keys, values, positions, out)

@@ -23,6 +23,20 @@ use half::f16;
 use super::{DotOrder, UnitTask};
 use crate::ops::simd_x86::{hsum8, load_f16x8, round_f16, v_expf};
 
+thread_local! {
+    /// The worker thread's buffers, reused across tasks and calls (a task
+    /// nested on the thread by work stealing finds them taken, and starts
+    /// empty ones).
+    pub(super) static SCRATCH: std::cell::Cell<Scratch> = const {
+        std::cell::Cell::new(Scratch {
+            q: Vec::new(),
+            w: Vec::new(),
+            acc: Vec::new(),
+            spans: Vec::new(),
+        })
+    };
+}
+
 /// Buffers reused across the tasks one worker computes.
 #[derive(Default)]
 pub(super) struct Scratch {
@@ -66,8 +80,7 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
     // The queries, rounded to f16, zero-padded to whole registers.
     let kd = s.k_dim;
     let kdp = kd.next_multiple_of(8);
-    sc.q.clear();
-    sc.q.resize(nq * kdp, 0.0);
+    grow(&mut sc.q, nq * kdp);
     for i in 0..nq {
         let qi = &mut sc.q[i * kdp..(i + 1) * kdp];
         for (c, x) in qi.chunks_exact_mut(8).zip(task.query(i).chunks(8)) {
@@ -98,8 +111,7 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
         lo = lo.min(first);
         hi = hi.max(pos);
     }
-    sc.w.clear();
-    sc.w.resize(len, 0.0);
+    grow(&mut sc.w, len);
 
     // Scores: the keys four at a time, each four used by every query
     // that attends to them.
@@ -142,8 +154,7 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
     // (the lane's value rows stay in the L1 cache across the queries).
     let lanes = task.order.lanes();
     let vd = s.v_dim;
-    sc.acc.clear();
-    sc.acc.resize(lanes * nq * vd, 0.0);
+    grow(&mut sc.acc, lanes * nq * vd);
     for l in 0..lanes {
         for (i, sp) in sc.spans.iter().enumerate() {
             let acc = &mut sc.acc[(l * nq + i) * vd..][..vd];
@@ -201,6 +212,15 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
             o[d] = task.order.reduce(&lane);
         }
     }
+}
+
+/// `v` cleared and zero-filled to `len` values, its memory grown in 16 KiB
+/// steps, so that decode steps do not reallocate as the context grows,
+/// whatever mix of tasks a worker is handed.
+fn grow(v: &mut Vec<f32>, len: usize) {
+    v.clear();
+    v.reserve_exact(len.next_multiple_of(4096));
+    v.resize(len, 0.0);
 }
 
 /// Scale (and cap) the scores of one query in `w` (at `j - base`), then
