@@ -13,7 +13,7 @@ use super::config::{AttnScale, Config};
 use super::weights::LayerWeights;
 use crate::kv_cache::KvCache;
 use crate::ops::attention::{attention_in_order, AttentionShape, DotOrder};
-use crate::ops::{act, matmul_with, norm, Weight};
+use crate::ops::{act, matmul_group, matmul_with, norm};
 
 /// Scratch buffers for one forward call of `n` tokens. Kept per worker
 /// thread between calls (see [`Scratch::fit`]), so that a decode step
@@ -100,9 +100,17 @@ pub fn block(
 
     // Attention.
     norm::rms_norm_into(x, &w.attn_norm, cfg.rms_eps, h);
-    linear(&w.wq, w.bq.as_deref(), h, n, q, act);
-    linear(&w.wk, w.bk.as_deref(), h, n, k, act);
-    linear(&w.wv, w.bv.as_deref(), h, n, v, act);
+    // Q, K and V read the same input: one quantization, one parallel region.
+    matmul_group(
+        [&w.wq, &w.wk, &w.wv],
+        h,
+        n,
+        [&mut q[..], &mut k[..], &mut v[..]],
+        act,
+    );
+    add_bias(q, w.bq.as_deref());
+    add_bias(k, w.bk.as_deref());
+    add_bias(v, w.bv.as_deref());
     if let Some(qn) = &w.q_norm {
         norm::rms_norm(q, qn, cfg.rms_eps);
     }
@@ -139,7 +147,8 @@ pub fn block(
         positions,
         att,
     );
-    linear(&w.wo, w.bo.as_deref(), att, n, proj, act);
+    matmul_with(&w.wo, att, n, proj, act);
+    add_bias(proj, w.bo.as_deref());
     if let Some(pn) = &w.post_attn_norm {
         norm::rms_norm(proj, pn, cfg.rms_eps);
     }
@@ -147,8 +156,13 @@ pub fn block(
 
     // MLP.
     norm::rms_norm_into(x, &w.ffn_norm, cfg.rms_eps, h);
-    matmul_with(&w.w_gate, h, n, gate, act);
-    matmul_with(&w.w_up, h, n, up, act);
+    matmul_group(
+        [&w.w_gate, &w.w_up],
+        h,
+        n,
+        [&mut gate[..], &mut up[..]],
+        act,
+    );
     match cfg.block.mlp {
         Mlp::SwiGlu => act::swiglu(gate, up, cfg.n_ff),
         Mlp::GeGlu => act::geglu(gate, up),
@@ -160,16 +174,8 @@ pub fn block(
     add(x, proj);
 }
 
-/// `out = W·x (+ bias)` for `n` rows of `x`.
-fn linear(
-    w: &Weight,
-    bias: Option<&[f32]>,
-    x: &[f32],
-    n: usize,
-    out: &mut [f32],
-    act: &mut Vec<u8>,
-) {
-    matmul_with(w, x, n, out, act);
+/// `out[t] += bias` for every row `t` of `out`, if there is a bias.
+fn add_bias(out: &mut [f32], bias: Option<&[f32]>) {
     if let Some(b) = bias {
         for row in out.chunks_exact_mut(b.len()) {
             add(row, b);

@@ -112,87 +112,170 @@ pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
 /// [`matmul`] with the caller's buffer for the quantized activations
 /// (resized as needed, so that a caller that keeps it allocates nothing).
 pub fn matmul_with(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32], act: &mut Vec<u8>) {
+    matmul_group([w], x, n_tokens, [out], act)
+}
+
+/// `outs[k] = ws[k] · x` for `K` weights that read the same input (a
+/// layer's Q, K and V projections; its gate and up projections): the input
+/// is quantized once per activation format, and all the weights' tasks run
+/// in one parallel region, so the threads meet once rather than `K` times.
+/// Each output has the same bits as [`matmul`] gives it. `act` is the
+/// caller's buffer for the quantized activations.
+pub fn matmul_group<const K: usize>(
+    ws: [&Weight; K],
+    x: &[f32],
+    n_tokens: usize,
+    outs: [&mut [f32]; K],
+    act: &mut Vec<u8>,
+) {
+    let cols = ws.first().map_or(0, |w| w.cols);
     assert!(
-        x.len() >= n_tokens * w.cols,
+        ws.iter().all(|w| w.cols == cols),
+        "matmul_group: weights of different widths"
+    );
+    assert!(
+        x.len() >= n_tokens * cols,
         "matmul: x shorter than [n_tokens][cols]"
     );
-    assert!(
-        out.len() >= n_tokens * w.rows,
-        "matmul: out shorter than [n_tokens][rows]"
-    );
-    let out = &mut out[..n_tokens * w.rows];
-    let act_ty = quant::vec_dot_type(w.ty);
-    let act_row = act_ty.row_bytes(w.cols as u64).unwrap_or(0) as usize;
+    for (w, o) in ws.iter().zip(&outs) {
+        assert!(
+            o.len() >= n_tokens * w.rows,
+            "matmul: out shorter than [n_tokens][rows]"
+        );
+    }
+    // The activation formats, each quantized once into its own part of
+    // `act`: weight k's activations start at `act_at[k]`, rows of
+    // `act_row[k]` bytes.
+    let act_ty: [GgmlType; K] = std::array::from_fn(|k| quant::vec_dot_type(ws[k].ty));
+    let act_row: [usize; K] =
+        std::array::from_fn(|k| act_ty[k].row_bytes(cols as u64).unwrap_or(0) as usize);
+    let mut act_at = [0usize; K];
+    let mut len = 0;
+    for k in 0..K {
+        match (0..k).find(|&j| act_ty[j] == act_ty[k]) {
+            Some(j) => act_at[k] = act_at[j],
+            None => {
+                act_at[k] = len;
+                len += act_row[k] * n_tokens;
+            }
+        }
+    }
     // Every byte is written below; old contents need no clearing.
-    act.resize(act_row * n_tokens, 0);
-    act.par_chunks_mut(act_row)
-        .zip(x.par_chunks(w.cols))
-        .for_each(|(a, xr)| {
-            // Sizes are consistent by construction.
-            let _ = quant::quantize(act_ty, xr, a);
-        });
-    let data = w.data();
-    let wrow = w.row_bytes();
-    if n_tokens == 1 {
-        let Some(kernel) = kernels::row_dot(w.ty) else {
-            // Weight types are checked when a model is loaded.
-            out.fill(f32::NAN);
-            return;
-        };
-        out.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(c, o)| {
-                let r0 = c * ROWS_PER_TASK;
-                kernel.dot_rows(&data[r0 * wrow..(r0 + o.len()) * wrow], &act, o)
+    act.resize(len, 0);
+    for k in 0..K {
+        if (0..k).any(|j| act_ty[j] == act_ty[k]) {
+            continue;
+        }
+        let (ty, row) = (act_ty[k], act_row[k]);
+        act[act_at[k]..act_at[k] + row * n_tokens]
+            .par_chunks_mut(row.max(1))
+            .zip(x.par_chunks(cols.max(1)))
+            .for_each(|(a, xr)| {
+                // Sizes are consistent by construction.
+                let _ = quant::quantize(ty, xr, a);
             });
+    }
+    let act = &act[..];
+    if n_tokens == 1 {
+        let kernels: [Option<kernels::RowDot>; K] =
+            std::array::from_fn(|k| kernels::row_dot(ws[k].ty));
+        let tasks: [usize; K] = std::array::from_fn(|k| ws[k].rows.div_ceil(ROWS_PER_TASK));
+        let dst = out_ptrs(outs, |k| kernels[k].is_none());
+        let total: usize = tasks.iter().sum();
+        (0..total).into_par_iter().for_each(|i| {
+            let (k, c) = locate(&tasks, i);
+            let Some(kernel) = kernels[k] else { return };
+            let w = ws[k];
+            let wrow = w.row_bytes();
+            let r0 = c * ROWS_PER_TASK;
+            let nr = ROWS_PER_TASK.min(w.rows - r0);
+            let a = &act[act_at[k]..act_at[k] + act_row[k]];
+            // SAFETY: `outs[k]` holds at least `rows` values (asserted
+            // above) and tasks write disjoint rows `r0..r0 + nr` of it;
+            // nothing else touches the outputs until they all finish.
+            let o = unsafe { std::slice::from_raw_parts_mut(dst[k].get().add(r0), nr) };
+            kernel.dot_rows(&w.data()[r0 * wrow..(r0 + nr) * wrow], a, o)
+        });
         return;
     }
-    let Some(kernel) = kernels::tile_dot(w.ty) else {
-        out.fill(f32::NAN);
-        return;
-    };
-    let rows = w.rows;
-    let row_blocks = rows.div_ceil(TILE_ROWS);
+    let kernels: [Option<kernels::TileDot>; K] =
+        std::array::from_fn(|k| kernels::tile_dot(ws[k].ty));
     let token_blocks = n_tokens.div_ceil(TOKENS_PER_TASK);
-    let dst = OutPtr(out.as_mut_ptr());
-    (0..row_blocks * token_blocks)
-        .into_par_iter()
-        .for_each(|i| {
-            let (rb, tb) = (i / token_blocks, i % token_blocks);
-            let r0 = rb * TILE_ROWS;
-            let nr = TILE_ROWS.min(rows - r0);
-            let t0 = tb * TOKENS_PER_TASK;
-            let nt = TOKENS_PER_TASK.min(n_tokens - t0);
-            // The task's tokens in calls of CALL_TOKENS, each into `buf`
-            // (`[t][r]`), then copied to the task's part of `out`.
-            let mut buf = [0f32; TILE_ROWS * CALL_TOKENS];
-            for c0 in (t0..t0 + nt).step_by(CALL_TOKENS) {
-                let cn = CALL_TOKENS.min(t0 + nt - c0);
-                let buf = &mut buf[..nr * cn];
-                kernel.dot_tile(
-                    &data[r0 * wrow..(r0 + nr) * wrow],
-                    &act[c0 * act_row..(c0 + cn) * act_row],
-                    cn,
-                    buf,
-                );
-                for (t, v) in buf.chunks_exact(nr).enumerate() {
-                    // SAFETY: `out` holds `n_tokens * rows` values and
-                    // `(c0 + t) * rows + r0 + nr <= n_tokens * rows`. Tasks
-                    // write disjoint ranges (each its own rows `r0..r0 + nr`
-                    // of its own tokens `t0..t0 + nt`), nothing else touches
-                    // `out` until they all finish, and `v` is a local buffer.
-                    unsafe {
-                        let d = dst.get().add((c0 + t) * rows + r0);
-                        if let Ok(v) = <&[f32; TILE_ROWS]>::try_from(v) {
-                            // A fixed size: vector moves, not a call.
-                            d.cast::<[f32; TILE_ROWS]>().write_unaligned(*v);
-                        } else {
-                            std::ptr::copy_nonoverlapping(v.as_ptr(), d, nr);
-                        }
+    let tasks: [usize; K] = std::array::from_fn(|k| ws[k].rows.div_ceil(TILE_ROWS) * token_blocks);
+    let dst = out_ptrs(outs, |k| kernels[k].is_none());
+    let total: usize = tasks.iter().sum();
+    (0..total).into_par_iter().for_each(|i| {
+        let (k, i) = locate(&tasks, i);
+        let Some(kernel) = kernels[k] else { return };
+        let w = ws[k];
+        let (data, wrow, rows) = (w.data(), w.row_bytes(), w.rows);
+        let (ar, a0) = (act_row[k], act_at[k]);
+        let (rb, tb) = (i / token_blocks, i % token_blocks);
+        let r0 = rb * TILE_ROWS;
+        let nr = TILE_ROWS.min(rows - r0);
+        let t0 = tb * TOKENS_PER_TASK;
+        let nt = TOKENS_PER_TASK.min(n_tokens - t0);
+        // The task's tokens in calls of CALL_TOKENS, each into `buf`
+        // (`[t][r]`), then copied to the task's part of the output.
+        let mut buf = [0f32; TILE_ROWS * CALL_TOKENS];
+        for c0 in (t0..t0 + nt).step_by(CALL_TOKENS) {
+            let cn = CALL_TOKENS.min(t0 + nt - c0);
+            let buf = &mut buf[..nr * cn];
+            kernel.dot_tile(
+                &data[r0 * wrow..(r0 + nr) * wrow],
+                &act[a0 + c0 * ar..a0 + (c0 + cn) * ar],
+                cn,
+                buf,
+            );
+            for (t, v) in buf.chunks_exact(nr).enumerate() {
+                // SAFETY: `outs[k]` holds `n_tokens * rows` values (asserted
+                // above) and `(c0 + t) * rows + r0 + nr <= n_tokens * rows`.
+                // Tasks write disjoint ranges (each its own rows `r0..r0 +
+                // nr` of its own tokens `t0..t0 + nt` of its own output),
+                // nothing else touches the outputs until they all finish,
+                // and `v` is a local buffer.
+                unsafe {
+                    let d = dst[k].get().add((c0 + t) * rows + r0);
+                    if let Ok(v) = <&[f32; TILE_ROWS]>::try_from(v) {
+                        // A fixed size: vector moves, not a call.
+                        d.cast::<[f32; TILE_ROWS]>().write_unaligned(*v);
+                    } else {
+                        std::ptr::copy_nonoverlapping(v.as_ptr(), d, nr);
                     }
                 }
             }
-        });
+        }
+    });
+}
+
+/// Pointers to the outputs for the tasks to write through; outputs whose
+/// weight has no kernel (`missing(k)`) are filled with NaN instead (weight
+/// types are checked when a model is loaded, so this does not happen in a
+/// model).
+fn out_ptrs<const K: usize>(
+    mut outs: [&mut [f32]; K],
+    missing: impl Fn(usize) -> bool,
+) -> [OutPtr; K] {
+    let mut dst = [OutPtr(std::ptr::null_mut()); K];
+    for (k, (d, o)) in dst.iter_mut().zip(outs.iter_mut()).enumerate() {
+        if missing(k) {
+            o.fill(f32::NAN);
+        }
+        *d = OutPtr(o.as_mut_ptr());
+    }
+    dst
+}
+
+/// Task `i` of a group whose weight `k` has `tasks[k]` tasks, as (weight,
+/// task of that weight).
+fn locate<const K: usize>(tasks: &[usize; K], mut i: usize) -> (usize, usize) {
+    for (k, &n) in tasks.iter().enumerate() {
+        if i < n {
+            return (k, i);
+        }
+        i -= n;
+    }
+    (K - 1, i)
 }
 
 /// The output of a matmul, written by several tasks at once.
@@ -238,10 +321,16 @@ mod tests {
             .collect()
     }
 
-    /// A `rows × cols` weight of type `ty` in an in-memory GGUF file.
+    /// A `rows × cols` weight of type `ty` in an in-memory GGUF file:
+    /// model-like values quantized, or random valid blocks for the types
+    /// Strata does not quantize to (the K-quants).
     fn weight(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Weight {
         let mut data = vec![0u8; ty.row_bytes((rows * cols) as u64).unwrap() as usize];
-        quant::quantize_reference(ty, &values(rows * cols, seed, 0.05), &mut data).unwrap();
+        if quant::quantize_reference(ty, &values(rows * cols, seed, 0.05), &mut data).is_err() {
+            let mut rng = quant::testutil::Rng::new(seed);
+            let nb = rows * cols / ty.block_size();
+            data = quant::testutil::random_blocks(&mut rng, ty, nb);
+        }
         let mut g = GgufWriter::new();
         g.add_tensor(
             "w",
@@ -305,6 +394,59 @@ mod tests {
                     check(&w, n_tokens, 2);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_group_equals_its_matmuls_bit_for_bit() {
+        // Mixed activation formats (Q8_K for the K-quants, Q8_0 for Q5_0
+        // and Q8_0, Q8_1 for Q4_1), different row counts, one and many
+        // tokens.
+        let cols = 256;
+        let ws = [
+            weight(GgmlType::Q4_K, 40, cols, 1),
+            weight(GgmlType::Q5_0, 17, cols, 2),
+            weight(GgmlType::Q6_K, 33, cols, 3),
+        ];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for n_tokens in [1, 3, 9, TOKENS_PER_TASK + 5] {
+            let x = values(n_tokens * cols, 11 + n_tokens as u64, 1.0);
+            let mut got: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; n_tokens * w.rows]).collect();
+            let mut act = Vec::new();
+            let [a, b, c] = &mut got[..] else {
+                unreachable!()
+            };
+            pool.install(|| {
+                matmul_group(
+                    [&ws[0], &ws[1], &ws[2]],
+                    &x,
+                    n_tokens,
+                    [&mut a[..], &mut b[..], &mut c[..]],
+                    &mut act,
+                )
+            });
+            for (w, g) in ws.iter().zip(&got) {
+                let mut want = vec![0.0; n_tokens * w.rows];
+                pool.install(|| matmul(w, &x, n_tokens, &mut want));
+                let same = g.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{} with {n_tokens} tokens", w.ty);
+            }
+            let mut pair = [vec![0.0; n_tokens * 40], vec![0.0; n_tokens * 40]];
+            let [p, q] = &mut pair;
+            pool.install(|| {
+                matmul_group(
+                    [&ws[0], &ws[0]],
+                    &x,
+                    n_tokens,
+                    [&mut p[..], &mut q[..]],
+                    &mut act,
+                )
+            });
+            assert_eq!(pair[0], got[0]);
+            assert_eq!(pair[1], got[0]);
         }
     }
 

@@ -14,4 +14,4 @@ pub mod rope;
 #[cfg(target_arch = "x86_64")]
 pub mod simd_x86;
 
-pub use matmul::{matmul, matmul_with, Weight};
+pub use matmul::{matmul, matmul_group, matmul_with, Weight};

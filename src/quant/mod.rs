@@ -24,7 +24,7 @@ mod q8;
 #[cfg(target_arch = "x86_64")]
 mod q8_x86;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod types;
 
 pub use block::{blocks_as_bytes, cast_blocks, cast_blocks_mut, BlockFormat, PlainBytes};
