@@ -228,7 +228,8 @@ const UNIT_TOKENS: usize = 4;
 /// How a call's (token, head) pairs are cut into tasks: blocks of
 /// [`UNIT_TOKENS`] tokens × the query heads of one key/value head, the
 /// heads split further into `parts` when that gives too few tasks for the
-/// threads (a single decoded token).
+/// threads (a single decoded token). Which task computes a pair never
+/// changes its bits.
 #[derive(Debug, Clone, Copy)]
 struct Units {
     n_tokens: usize,
@@ -243,12 +244,18 @@ impl Units {
         let n_kv = shape.n_kv_head.max(1);
         let group = (shape.n_head / n_kv).max(1);
         let token_blocks = n_tokens.div_ceil(UNIT_TOKENS);
-        let want = 2 * threads.max(1);
-        let whole = token_blocks * n_kv;
-        let parts = if whole >= want {
+        // Enough tasks for every thread, in a count the threads share
+        // evenly where the heads allow it (one decoded token: 3 KV heads
+        // of 3 queries on 2 threads make 6 tasks; 1 KV head of 4 queries
+        // makes 2 tasks of 2 queries, each reading the cache once).
+        let threads = threads.max(1);
+        let whole = (token_blocks * n_kv).max(1);
+        let parts = if whole >= 2 * threads {
             1
         } else {
-            want.div_ceil(whole.max(1)).min(group)
+            (1..=group)
+                .find(|p| whole * p >= threads && (whole * p).is_multiple_of(threads))
+                .unwrap_or(group)
         };
         Units {
             n_tokens,
@@ -627,11 +634,24 @@ mod tests {
             for (start, n) in [(0, 1), (0, 40), (57, 1), (100, 50), (149, 1), (3, 9)] {
                 let q = values(n * n_head * k_dim, seed + 3 + start as u64);
                 let positions: Vec<usize> = (start..start + n).collect();
-                for order in [DotOrder::Gemm, DotOrder::VecDot] {
+                for (order, threads) in [
+                    (DotOrder::Gemm, 2),
+                    (DotOrder::VecDot, 2),
+                    (DotOrder::Gemm, 3),
+                    (DotOrder::VecDot, 5),
+                ] {
                     let mut want = vec![0.0; n * n_head * v_dim];
                     let mut got = vec![1.0; n * n_head * v_dim];
                     attention_reference(&shape, order, &q, &keys, &vals, &positions, &mut want);
-                    attention_in_order(&shape, order, &q, &keys, &vals, &positions, &mut got);
+                    // The thread count changes how the work is cut into
+                    // tasks, never the bits.
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| {
+                        attention_in_order(&shape, order, &q, &keys, &vals, &positions, &mut got)
+                    });
                     for (i, (a, b)) in want.iter().zip(&got).enumerate() {
                         assert_eq!(
                             a.to_bits(),
