@@ -8,10 +8,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use strata::gguf::GgufFile;
 use strata::quant::GgmlType;
-use strata::synth::{synth_model, SynthSpec};
-use strata::{LoadOptions, Model, Session, SessionOptions};
+use strata::{Numerics, Session, SessionOptions};
+
+mod common;
 
 /// The system allocator, counting allocations (on every thread).
 struct Counting;
@@ -40,26 +40,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn model(ty: GgmlType, threads: usize) -> Arc<Model> {
-    let mut spec = SynthSpec::tiny(ty);
-    if ty.block_size() > spec.n_embd {
-        spec.n_embd = 256;
-        spec.n_ff = 512;
-    }
-    let w = synth_model(&spec, None).unwrap();
-    let file = Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap());
-    let opts = LoadOptions {
-        n_threads: Some(threads),
-        ..Default::default()
-    };
-    Arc::new(Model::from_file(file, &opts).unwrap())
-}
-
 #[test]
 fn decode_steps_allocate_only_their_outputs() {
     for ty in [GgmlType::Q4_1, GgmlType::Q4_K] {
         for threads in [1, 2] {
-            let m = model(ty, threads);
+            let m = common::tiny_model(ty, threads, Numerics::LlamaCpp);
             let mut s = Session::new(Arc::clone(&m), &SessionOptions { n_ctx: Some(200) }).unwrap();
             // A prompt, then a few steps to warm every thread's buffers.
             let mut logits = s.feed(&[256, 72, 101, 108, 108, 111, 44, 32]).unwrap();

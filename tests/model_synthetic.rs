@@ -1,5 +1,7 @@
 //! Model-level tests on tiny synthetic models: no download needed.
 
+mod common;
+
 use std::sync::Arc;
 
 use strata::gguf::GgufFile;
@@ -9,26 +11,8 @@ use strata::synth::{synth_model, SynthSpec};
 use strata::{Error, GenerateParams, LoadOptions, Model, Numerics, Session, SessionOptions};
 
 fn tiny(ty: GgmlType, threads: usize) -> Arc<Model> {
-    let mut spec = SynthSpec::tiny(ty);
-    if ty.block_size() > spec.n_embd {
-        // K-quant rows are whole 256-value blocks.
-        spec.n_embd = 256;
-        spec.n_ff = 512;
-    }
-    let w = synth_model(&spec, None).unwrap();
-    let file = Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap());
-    Arc::new(
-        Model::from_file(
-            file,
-            &LoadOptions {
-                n_threads: Some(threads),
-                layers: None,
-                // Batch invariance is what these tests check.
-                numerics: Numerics::BatchInvariant,
-            },
-        )
-        .unwrap(),
-    )
+    // Batch invariance is what these tests check.
+    common::tiny_model(ty, threads, Numerics::BatchInvariant)
 }
 
 fn session(m: &Arc<Model>) -> Session {

@@ -1,24 +1,10 @@
 //! `strata bench`: both engines in worker processes, figures and memory in
-//! the JSON, bad arguments and a dead worker reported as errors.
+//! the JSON, bad arguments and bad worker requests answered with errors.
 #![cfg(feature = "llama-cpp")]
 
-use std::path::PathBuf;
+mod common;
+use common::smollm2;
 use std::process::{Command, Output};
-
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("STRATA_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
-        });
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
 
 fn strata(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -2,23 +2,9 @@
 //! llama.cpp's greedy decode of the same prompt (feature `llama-cpp`).
 #![cfg(feature = "llama-cpp")]
 
-use std::path::PathBuf;
+mod common;
+use common::smollm2;
 use std::process::Command;
-
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("STRATA_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
-        });
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
 
 #[test]
 fn generate_json_matches_llama_cpp_greedy() {

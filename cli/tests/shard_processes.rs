@@ -4,26 +4,13 @@
 //! a replacement, the client replays the session into it and finishes with
 //! the same tokens.
 
+mod common;
+use common::smollm2;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use strata::shard::transport::Pipeline;
-
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("STRATA_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
-        });
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
-}
 
 fn strata() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strata"))

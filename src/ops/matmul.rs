@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::OutPtr;
 use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::quant::{self, GgmlType};
@@ -278,47 +279,15 @@ fn locate<const K: usize>(tasks: &[usize; K], mut i: usize) -> (usize, usize) {
     (K - 1, i)
 }
 
-/// The output of a matmul, written by several tasks at once.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the whole `OutPtr`).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: tasks write disjoint ranges through it (see `matmul`).
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gguf::{GgufWriter, TensorData};
+    use crate::quant::testutil::{random_blocks, Rng};
 
-    /// Model-like values (SplitMix64, roughly normal, a few outliers).
+    /// Model-like values (roughly normal, some outliers and zeros).
     fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut s = seed;
-        let mut uniform = move || {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-        };
-        (0..n)
-            .map(|i| {
-                let v = ((0..4).map(|_| uniform()).sum::<f32>() - 2.0) * 1.73 * scale;
-                if i % 97 == 0 {
-                    v * 10.0
-                } else {
-                    v
-                }
-            })
-            .collect()
+        Rng::new(seed).values(n, scale)
     }
 
     /// A `rows × cols` weight of type `ty` in an in-memory GGUF file:
@@ -327,9 +296,8 @@ mod tests {
     fn weight(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Weight {
         let mut data = vec![0u8; ty.row_bytes((rows * cols) as u64).unwrap() as usize];
         if quant::quantize_reference(ty, &values(rows * cols, seed, 0.05), &mut data).is_err() {
-            let mut rng = quant::testutil::Rng::new(seed);
             let nb = rows * cols / ty.block_size();
-            data = quant::testutil::random_blocks(&mut rng, ty, nb);
+            data = random_blocks(&mut Rng::new(seed), ty, nb);
         }
         let mut g = GgufWriter::new();
         g.add_tensor(

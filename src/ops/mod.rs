@@ -15,3 +15,22 @@ pub mod rope;
 pub mod simd_x86;
 
 pub use matmul::{matmul, matmul_group, matmul_with, Weight};
+
+/// An output buffer that the tasks of one parallel operator write at once,
+/// each its own disjoint part (the operators' SAFETY comments say which),
+/// while nothing else touches it.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `OutPtr`).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: tasks write disjoint parts through it and nothing else touches
+// the buffer until they all finish (see each use).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}

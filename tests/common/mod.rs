@@ -2,6 +2,12 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata::gguf::GgufFile;
+use strata::quant::GgmlType;
+use strata::synth::{synth_model, SynthSpec};
+use strata::{LoadOptions, Model, Numerics};
 
 /// Where the fetch script caches models.
 pub fn models_dir() -> PathBuf {
@@ -165,4 +171,22 @@ pub fn tokenizer_edge_inputs() -> Vec<String> {
         inputs.push(s);
     }
     inputs
+}
+
+/// A tiny random-weight llama model with weights of type `ty` (256 wide
+/// for the K-quants, whose rows are whole 256-value blocks).
+pub fn tiny_model(ty: GgmlType, threads: usize, numerics: Numerics) -> Arc<Model> {
+    let mut spec = SynthSpec::tiny(ty);
+    if ty.block_size() > spec.n_embd {
+        spec.n_embd = 256;
+        spec.n_ff = 512;
+    }
+    let w = synth_model(&spec, None).unwrap();
+    let file = Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap());
+    let opts = LoadOptions {
+        n_threads: Some(threads),
+        layers: None,
+        numerics,
+    };
+    Arc::new(Model::from_file(file, &opts).unwrap())
 }

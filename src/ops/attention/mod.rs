@@ -29,6 +29,8 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::act::ggml_v_expf;
+#[cfg(target_arch = "x86_64")]
+use super::OutPtr;
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -134,22 +136,30 @@ pub(crate) struct HeadTask<'a> {
     shape: &'a AttentionShape,
     order: DotOrder,
     q: &'a [f32],
-    keys: &'a [f16],
-    values: &'a [f16],
-    kvh: usize,
+    kv: KvHead<'a>,
     first: usize,
     pos: usize,
 }
 
-impl HeadTask<'_> {
-    /// Cache position `j`'s key for this head.
-    fn key(&self, j: usize) -> &[f16] {
+/// One key/value head of a layer's cache (`keys`/`values` are
+/// `[position][n_kv_head * dim]`).
+#[derive(Clone, Copy)]
+pub(crate) struct KvHead<'a> {
+    shape: &'a AttentionShape,
+    keys: &'a [f16],
+    values: &'a [f16],
+    kvh: usize,
+}
+
+impl<'a> KvHead<'a> {
+    /// Cache position `j`'s key.
+    fn key(&self, j: usize) -> &'a [f16] {
         let s = self.shape;
         &self.keys[(j * s.n_kv_head + self.kvh) * s.k_dim..][..s.k_dim]
     }
 
-    /// Cache position `j`'s value for this head.
-    fn value(&self, j: usize) -> &[f16] {
+    /// Cache position `j`'s value.
+    fn value(&self, j: usize) -> &'a [f16] {
         let s = self.shape;
         &self.values[(j * s.n_kv_head + self.kvh) * s.v_dim..][..s.v_dim]
     }
@@ -164,12 +174,11 @@ pub(crate) struct UnitTask<'a> {
     order: DotOrder,
     /// All queries, `[token][n_head][k_dim]`.
     q: &'a [f32],
-    keys: &'a [f16],
-    values: &'a [f16],
+    /// The key/value head every query of the task reads.
+    kv: KvHead<'a>,
     positions: &'a [usize],
     t0: usize,
     t1: usize,
-    kvh: usize,
     h0: usize,
     h1: usize,
 }
@@ -207,18 +216,6 @@ impl UnitTask<'_> {
     fn out_offset(&self, i: usize) -> usize {
         let (t, h) = self.pair(i);
         (t * self.shape.n_head + h) * self.shape.v_dim
-    }
-
-    /// Cache position `j`'s key for the task's key/value head.
-    fn key(&self, j: usize) -> &[f16] {
-        let s = self.shape;
-        &self.keys[(j * s.n_kv_head + self.kvh) * s.k_dim..][..s.k_dim]
-    }
-
-    /// Cache position `j`'s value for the task's key/value head.
-    fn value(&self, j: usize) -> &[f16] {
-        let s = self.shape;
-        &self.values[(j * s.n_kv_head + self.kvh) * s.v_dim..][..s.v_dim]
     }
 }
 
@@ -289,34 +286,20 @@ impl Units {
             shape,
             order,
             q,
-            keys,
-            values,
+            kv: KvHead {
+                shape,
+                keys,
+                values,
+                kvh,
+            },
             positions,
             t0: tb * UNIT_TOKENS,
             t1: ((tb + 1) * UNIT_TOKENS).min(self.n_tokens),
-            kvh,
             h0: g0 + part * self.group / self.parts,
             h1: g0 + (part + 1) * self.group / self.parts,
         }
     }
 }
-
-/// The output of an attention call, written by several tasks at once.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the whole `OutPtr`).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: tasks write disjoint (token, head) outputs through it and nothing
-// else touches the output until they all finish.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
 
 /// Splits the work into one task per (token, head), run on the current
 /// rayon pool with per-worker scratch `S`; `head` fills one output head.
@@ -342,9 +325,12 @@ fn run_heads<S: Default + Send>(
                 shape,
                 order,
                 q: &q[(t * s.n_head + h) * s.k_dim..][..s.k_dim],
-                keys,
-                values,
-                kvh: h / group,
+                kv: KvHead {
+                    shape,
+                    keys,
+                    values,
+                    kvh: h / group,
+                },
                 first: match s.window {
                     Some(w) => (pos + 1).saturating_sub(w),
                     None => 0,
@@ -366,7 +352,7 @@ fn head_reference(task: &HeadTask<'_>, o: &mut [f32]) {
     // Scores (KQ, scaled and capped).
     let mut w: Vec<f32> = (first..=pos)
         .map(|j| {
-            let mut x = order.dot(&qh, task.key(j)) * s.scale;
+            let mut x = order.dot(&qh, task.kv.key(j)) * s.scale;
             if let Some(cap) = s.softcap {
                 x = cap * (x * (1.0 / cap)).tanh();
             }
@@ -396,7 +382,7 @@ fn head_reference(task: &HeadTask<'_>, o: &mut [f32]) {
     for (j, e) in (first..=pos).zip(&w) {
         let p = f16::from_f32(e * inv).to_f32();
         let a = &mut acc[(j % lanes) * s.v_dim..][..s.v_dim];
-        for (a, x) in a.iter_mut().zip(task.value(j)) {
+        for (a, x) in a.iter_mut().zip(task.kv.value(j)) {
             *a += p * x.to_f32();
         }
     }

@@ -120,10 +120,10 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
     while j <= hi {
         let jn = (j + 4).min(hi + 1);
         let keys = [
-            task.key(j),
-            task.key((j + 1).min(hi)),
-            task.key((j + 2).min(hi)),
-            task.key((j + 3).min(hi)),
+            task.kv.key(j),
+            task.kv.key((j + 1).min(hi)),
+            task.kv.key((j + 2).min(hi)),
+            task.kv.key((j + 3).min(hi)),
         ];
         for (i, sp) in sc.spans.iter().enumerate() {
             let q = &sc.q[i * kdp..(i + 1) * kdp];
@@ -173,7 +173,7 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
             for d in d..vd {
                 let mut a = 0f32;
                 for j in (j0..=sp.pos).step_by(lanes) {
-                    a += w[j - sp.base] * task.value(j)[d].to_f32();
+                    a += w[j - sp.base] * task.kv.value(j)[d].to_f32();
                 }
                 acc[d] = a;
             }
@@ -274,7 +274,7 @@ unsafe fn lane_sum<const R: usize>(
     let mut j = j0;
     while j <= sp.pos {
         let p = _mm256_set1_ps(w[j - sp.base]);
-        let v = &task.value(j)[d..d + 8 * R];
+        let v = &task.kv.value(j)[d..d + 8 * R];
         for (r, a) in a.iter_mut().enumerate() {
             *a = _mm256_fmadd_ps(p, load_f16x8(v[8 * r..].as_ptr()), *a);
         }
