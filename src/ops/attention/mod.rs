@@ -169,6 +169,7 @@ impl<'a> KvHead<'a> {
 /// `t0..t1` and query heads `h0..h1`, all sharing key/value head `kvh`, so
 /// that each cache row the task reads serves every one of them while it
 /// is in the L1 cache.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct UnitTask<'a> {
     shape: &'a AttentionShape,
     order: DotOrder,
@@ -183,6 +184,7 @@ pub(crate) struct UnitTask<'a> {
     h1: usize,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl UnitTask<'_> {
     /// Queries in the task.
     fn len(&self) -> usize {
@@ -220,6 +222,7 @@ impl UnitTask<'_> {
 }
 
 /// Tokens per task of a batch.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const UNIT_TOKENS: usize = 4;
 
 /// How a call's (token, head) pairs are cut into tasks: blocks of
@@ -228,6 +231,7 @@ const UNIT_TOKENS: usize = 4;
 /// threads (a single decoded token). Which task computes a pair never
 /// changes its bits.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Units {
     n_tokens: usize,
     token_blocks: usize,
@@ -236,6 +240,7 @@ struct Units {
     parts: usize,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl Units {
     fn new(shape: &AttentionShape, n_tokens: usize, threads: usize) -> Units {
         let n_kv = shape.n_kv_head.max(1);
