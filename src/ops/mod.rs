@@ -2,9 +2,10 @@
 //! row-major order (`[n_tokens][width]`), and follows ggml's arithmetic where
 //! the order of float operations matters for parity with llama.cpp.
 //!
-//! The weight-reading operator (`matmul`) is where faster kernels slot in:
-//! it calls one row kernel per weight row, chosen per CPU by
-//! [`crate::kernels`].
+//! The weight-reading operator (`matmul`, and `matmul_group` for weights
+//! that share an input) is where faster kernels slot in: it runs row
+//! kernels for one token and tile kernels for several, chosen per CPU by
+//! [`crate::kernels`], each output computed by exactly one kernel call.
 
 pub mod act;
 pub mod attention;
