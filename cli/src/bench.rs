@@ -21,7 +21,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use crate::args::Args;
-use crate::bench_worker::Timed;
+use crate::bench_worker::{ids, Timed};
 use strata::Model;
 
 pub const NO_LLAMA: &str = "--vs llama.cpp needs a build with the llama-cpp feature: \
@@ -123,12 +123,7 @@ impl Worker {
 
     /// One prompt + `n` greedy steps, timed by the worker.
     fn run(&mut self, prompt: &[u32], n: usize) -> Result<Timed, String> {
-        let mut req = format!("run {n}");
-        for id in prompt {
-            req.push(' ');
-            req.push_str(&id.to_string());
-        }
-        writeln!(self.stdin, "{req}")
+        writeln!(self.stdin, "run {n} {}", ids(prompt))
             .and_then(|_| self.stdin.flush())
             .map_err(|e| format!("writing to the {} worker: {e}", self.name))?;
         let line = self.read_line()?;

@@ -161,14 +161,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
                 )
             }
             Ok((n, prompt)) => match engine.run(&prompt, n) {
-                Ok(t) => {
-                    let mut s = format!("ok {} {}", t.pp_seconds, t.tg_seconds);
-                    for tok in &t.tokens {
-                        s.push(' ');
-                        s.push_str(&tok.to_string());
-                    }
-                    s
-                }
+                Ok(t) => format!("ok {} {} {}", t.pp_seconds, t.tg_seconds, ids(&t.tokens)),
                 Err(e) => format!("err {}", one_line(&e)),
             },
         };
@@ -208,6 +201,15 @@ fn parse_run(line: &str) -> Result<(usize, Vec<u32>), String> {
         return Err("run: empty prompt".into());
     }
     Ok((n, prompt))
+}
+
+/// Token ids as the protocol writes them: decimal, space-separated.
+pub fn ids(tokens: &[u32]) -> String {
+    tokens
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn one_line(s: &str) -> String {

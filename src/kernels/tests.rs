@@ -308,22 +308,27 @@ fn mismatched_sizes_give_nan() {
     }
 }
 
-pub(super) fn models_dir() -> PathBuf {
+fn models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("STRATA_MODELS_DIR") {
         return PathBuf::from(d);
     }
     PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
 }
 
-/// Up to `max_rows` rows of each listed tensor of a real model against
-/// activations quantized from model-like values.
-fn check_model(file: &str, tensors: &[&str], max_rows: usize) {
+/// Up to `max_rows` rows of each listed tensor of a real model, passed to
+/// `check(name, type, values per row, rows' bytes)`; a model that is not
+/// present is skipped with a note.
+pub(super) fn for_model_tensors(
+    file: &str,
+    tensors: &[&str],
+    max_rows: usize,
+    mut check: impl FnMut(&str, GgmlType, usize, &[u8]),
+) {
     let path = models_dir().join(file);
     let Ok(f) = GgufFile::open(&path) else {
         println!("skipped: {} not present", path.display());
         return;
     };
-    let mut rng = Rng(3);
     for name in tensors {
         let t = f
             .tensor(name)
@@ -331,15 +336,23 @@ fn check_model(file: &str, tensors: &[&str], max_rows: usize) {
         let n = t.row_len() as usize;
         let rb = t.ty.row_bytes(n as u64).unwrap() as usize;
         let rows = (t.n_rows() as usize).min(max_rows);
-        let w = &f.tensor_data(t)[..rows * rb];
-        let at = quant::vec_dot_type(t.ty);
+        check(name, t.ty, n, &f.tensor_data(t)[..rows * rb]);
+        println!("{file} {name} ({}): {rows} rows x {n} ok", t.ty);
+    }
+}
+
+/// Up to `max_rows` rows of each listed tensor of a real model against
+/// activations quantized from model-like values.
+fn check_model(file: &str, tensors: &[&str], max_rows: usize) {
+    let mut rng = Rng(3);
+    for_model_tensors(file, tensors, max_rows, |name, ty, n, w| {
+        let at = quant::vec_dot_type(ty);
         let mut a = vec![0u8; at.row_bytes(n as u64).unwrap() as usize];
         for scale in [0.05f32, 1.0, 8.0] {
             quant::quantize(at, &rng.values(n, scale), &mut a).unwrap();
-            check_rows(t.ty, n, w, &a, name);
+            check_rows(ty, n, w, &a, name);
         }
-        println!("{file} {name} ({}): {rows} rows x {n} ok", t.ty);
-    }
+    });
 }
 
 #[test]

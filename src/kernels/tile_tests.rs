@@ -4,9 +4,8 @@
 //! quants), extreme quants, row counts that do and do not fill a tile,
 //! token counts 1..=9, and rows of real model files when they are present.
 
-use super::tests::{models_dir, quantizable, random_blocks, Rng, TYPES};
+use super::tests::{for_model_tensors, quantizable, random_blocks, Rng, TYPES};
 use super::*;
-use crate::gguf::GgufFile;
 use crate::quant;
 
 /// The types that have a tile kernel at the AVX-512 VNNI level.
@@ -246,21 +245,9 @@ fn mismatched_tile_sizes_give_nan() {
 /// Up to `max_rows` rows of each listed tensor of a real model against
 /// tokens quantized from model-like values.
 fn check_model(file: &str, tensors: &[&str], max_rows: usize) {
-    let path = models_dir().join(file);
-    let Ok(f) = GgufFile::open(&path) else {
-        println!("skipped: {} not present", path.display());
-        return;
-    };
     let mut rng = Rng(13);
-    for name in tensors {
-        let t = f
-            .tensor(name)
-            .unwrap_or_else(|| panic!("{file}: no tensor {name}"));
-        let n = t.row_len() as usize;
-        let rb = t.ty.row_bytes(n as u64).unwrap() as usize;
-        let rows = (t.n_rows() as usize).min(max_rows);
-        let w = &f.tensor_data(t)[..rows * rb];
-        let at = quant::vec_dot_type(t.ty);
+    for_model_tensors(file, tensors, max_rows, |name, ty, n, w| {
+        let at = quant::vec_dot_type(ty);
         let ab = at.row_bytes(n as u64).unwrap() as usize;
         let n_tokens = 7;
         let mut a = vec![0u8; ab * n_tokens];
@@ -268,12 +255,8 @@ fn check_model(file: &str, tensors: &[&str], max_rows: usize) {
             let scale = [0.05f32, 1.0, 8.0][i % 3];
             quant::quantize(at, &rng.values(n, scale), ar).unwrap();
         }
-        check_tile(t.ty, n, w, &a, n_tokens, name);
-        println!(
-            "{file} {name} ({}): {rows} rows x {n} x {n_tokens} tokens ok",
-            t.ty
-        );
-    }
+        check_tile(ty, n, w, &a, n_tokens, name);
+    });
 }
 
 #[test]

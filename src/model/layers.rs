@@ -15,9 +15,9 @@ use crate::kv_cache::KvCache;
 use crate::ops::attention::{attention_in_order, AttentionShape, DotOrder};
 use crate::ops::{act, matmul_group, matmul_with, norm};
 
-/// Scratch buffers for one forward call of `n` tokens. Kept per worker
-/// thread between calls (see [`Scratch::fit`]), so that a decode step
-/// allocates nothing in its layer loop.
+/// Scratch buffers for one forward call of `n` tokens. A model keeps them
+/// between calls (see [`Scratch::fit`]), so that a decode step allocates
+/// nothing in its layer loop.
 #[derive(Default)]
 pub struct Scratch {
     /// The hidden states, `[n][n_embd]`.
@@ -32,22 +32,16 @@ pub struct Scratch {
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// Quantized activations of the current matmul.
+    /// Quantized activations of the current matmul (sized by the matmul).
     pub(crate) act: Vec<u8>,
 }
 
 impl Scratch {
-    /// Size every buffer for `n` tokens. A buffer keeps its memory unless
-    /// it holds more than four times what `n` tokens need (a long prompt
-    /// followed by decode steps), so that one long call does not pin its
-    /// memory for good.
+    /// Size every buffer for `n` tokens (`positions` emptied, to be filled).
+    /// A buffer keeps its memory unless it holds more than four times what
+    /// `n` tokens need (a long prompt followed by decode steps), so that one
+    /// long call does not pin its memory for good.
     pub fn fit(&mut self, cfg: &Config, n: usize) {
-        fn fit(v: &mut Vec<f32>, len: usize) {
-            if v.capacity() > 4 * len.max(1024) {
-                *v = Vec::new();
-            }
-            v.resize(len, 0.0);
-        }
         fit(&mut self.x, n * cfg.n_embd);
         fit(&mut self.h, n * cfg.n_embd);
         fit(&mut self.q, n * cfg.n_head * cfg.head_dim_k);
@@ -57,15 +51,23 @@ impl Scratch {
         fit(&mut self.proj, n * cfg.n_embd);
         fit(&mut self.gate, n * cfg.n_ff);
         fit(&mut self.up, n * cfg.n_ff);
+        fit(&mut self.positions, 0);
         // Quantized activations take at most about 1.1 bytes per value.
-        let act = 2 * n * cfg.n_embd.max(cfg.n_ff);
-        if self.act.capacity() > 4 * act.max(4096) {
-            self.act = Vec::new();
-        }
-        if self.positions.capacity() > 4 * n.max(1024) {
-            self.positions = Vec::new();
-        }
-        self.positions.clear();
+        release_if_oversized(&mut self.act, 2 * n * cfg.n_embd.max(cfg.n_ff));
+    }
+}
+
+/// `v` resized to `len` default values, after [`release_if_oversized`].
+fn fit<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
+    release_if_oversized(v, len);
+    v.resize(len, T::default());
+}
+
+/// Drop `v`'s memory if it holds more than four times what `need` values
+/// (at least a few KB) take.
+fn release_if_oversized<T>(v: &mut Vec<T>, need: usize) {
+    if v.capacity() > 4 * need.max(1024) {
+        *v = Vec::new();
     }
 }
 

@@ -325,7 +325,7 @@ impl Model {
         out
     }
 
-    /// [`Model::forward`] after the checks, with this thread's buffers.
+    /// [`Model::forward`] after the checks, with the call's buffers.
     fn forward_in(
         &self,
         cache: &mut KvCache,

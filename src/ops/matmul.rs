@@ -87,11 +87,6 @@ const TOKENS_PER_TASK: usize = 256;
 /// Tokens per [`kernels::TileDot::dot_tile`] call within a task.
 const CALL_TOKENS: usize = 64;
 
-thread_local! {
-    /// Quantized activations, reused across calls on the calling thread.
-    static ACT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
 /// `out[t][r] = W[r] · x[t]` for `n_tokens` rows of `x` (`[n_tokens][cols]`);
 /// `out` is `[n_tokens][rows]` (longer `x` or `out` are used only that
 /// far). Runs on the current rayon pool.
@@ -102,12 +97,11 @@ thread_local! {
 /// unpacked once per call, stay in cache while it walks its tokens), each
 /// task writing its outputs in place. Either way each output is computed by
 /// exactly one kernel call, with the bits of the scalar reference.
+///
+/// Allocates the quantized activations for the call; [`matmul_with`] takes
+/// a buffer that a caller keeps (as the forward pass does).
 pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) {
-    // Taken out of the thread's slot (a nested call on this thread, from
-    // rayon's work stealing, finds it empty and allocates its own).
-    let mut act = ACT.take();
-    matmul_with(w, x, n_tokens, out, &mut act);
-    ACT.set(act);
+    matmul_with(w, x, n_tokens, out, &mut Vec::new());
 }
 
 /// [`matmul`] with the caller's buffer for the quantized activations
@@ -138,35 +132,36 @@ pub fn matmul_group<const K: usize>(
         x.len() >= n_tokens * cols,
         "matmul: x shorter than [n_tokens][cols]"
     );
-    for (w, o) in ws.iter().zip(&outs) {
-        assert!(
-            o.len() >= n_tokens * w.rows,
-            "matmul: out shorter than [n_tokens][rows]"
-        );
-    }
+    // Each output as far as it is used.
+    let mut k = 0;
+    let outs = outs.map(|o| {
+        let len = n_tokens * ws[k].rows;
+        k += 1;
+        assert!(o.len() >= len, "matmul: out shorter than [n_tokens][rows]");
+        &mut o[..len]
+    });
     // The activation formats, each quantized once into its own part of
-    // `act`: weight k's activations start at `act_at[k]`, rows of
+    // `act`: weight k's activations are those of weight `owner[k]` (the
+    // first with the same format), starting at `act_at[k]`, rows of
     // `act_row[k]` bytes.
     let act_ty: [GgmlType; K] = std::array::from_fn(|k| quant::vec_dot_type(ws[k].ty));
     let act_row: [usize; K] =
         std::array::from_fn(|k| act_ty[k].row_bytes(cols as u64).unwrap_or(0) as usize);
+    let owner: [usize; K] =
+        std::array::from_fn(|k| (0..k).find(|&j| act_ty[j] == act_ty[k]).unwrap_or(k));
     let mut act_at = [0usize; K];
     let mut len = 0;
     for k in 0..K {
-        match (0..k).find(|&j| act_ty[j] == act_ty[k]) {
-            Some(j) => act_at[k] = act_at[j],
-            None => {
-                act_at[k] = len;
-                len += act_row[k] * n_tokens;
-            }
+        if owner[k] == k {
+            act_at[k] = len;
+            len += act_row[k] * n_tokens;
+        } else {
+            act_at[k] = act_at[owner[k]];
         }
     }
     // Every byte is written below; old contents need no clearing.
     act.resize(len, 0);
-    for k in 0..K {
-        if (0..k).any(|j| act_ty[j] == act_ty[k]) {
-            continue;
-        }
+    for k in (0..K).filter(|&k| owner[k] == k) {
         let (ty, row) = (act_ty[k], act_row[k]);
         act[act_at[k]..act_at[k] + row * n_tokens]
             .par_chunks_mut(row.max(1))
@@ -191,8 +186,8 @@ pub fn matmul_group<const K: usize>(
             let r0 = c * ROWS_PER_TASK;
             let nr = ROWS_PER_TASK.min(w.rows - r0);
             let a = &act[act_at[k]..act_at[k] + act_row[k]];
-            // SAFETY: `outs[k]` holds at least `rows` values (asserted
-            // above) and tasks write disjoint rows `r0..r0 + nr` of it;
+            // SAFETY: `outs[k]` holds `rows` values (cut to that above)
+            // and tasks write disjoint rows `r0..r0 + nr` of it;
             // nothing else touches the outputs until they all finish.
             let o = unsafe { std::slice::from_raw_parts_mut(dst[k].get().add(r0), nr) };
             kernel.dot_rows(&w.data()[r0 * wrow..(r0 + nr) * wrow], a, o)
@@ -229,8 +224,8 @@ pub fn matmul_group<const K: usize>(
                 buf,
             );
             for (t, v) in buf.chunks_exact(nr).enumerate() {
-                // SAFETY: `outs[k]` holds `n_tokens * rows` values (asserted
-                // above) and `(c0 + t) * rows + r0 + nr <= n_tokens * rows`.
+                // SAFETY: `outs[k]` holds `n_tokens * rows` values (cut to
+                // that above) and `(c0 + t) * rows + r0 + nr <= n_tokens * rows`.
                 // Tasks write disjoint ranges (each its own rows `r0..r0 +
                 // nr` of its own tokens `t0..t0 + nt` of its own output),
                 // nothing else touches the outputs until they all finish,

@@ -54,6 +54,16 @@ pub struct AttentionShape {
     pub softcap: Option<f32>,
 }
 
+impl AttentionShape {
+    /// The first cache position a query at `pos` attends to.
+    fn first_position(&self, pos: usize) -> usize {
+        match self.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        }
+    }
+}
+
 /// `out[t][h*v_dim..]` = attention of query `q[t][h*k_dim..]` over cache
 /// positions `0..=positions[t]` (restricted to the window, if any).
 /// `keys`/`values` are `[position][n_kv_head * dim]`.
@@ -118,22 +128,30 @@ pub fn attention_reference(
     positions: &[usize],
     out: &mut [f32],
 ) {
-    run_heads(
-        shape,
-        order,
-        q,
-        keys,
-        values,
-        positions,
-        out,
-        |t, _: &mut (), o| head_reference(t, o),
-    )
+    // One task per (token, head), on the current rayon pool.
+    let s = shape;
+    let group = s.n_head / s.n_kv_head;
+    out.par_chunks_mut(s.v_dim).enumerate().for_each(|(i, o)| {
+        let (t, h) = (i / s.n_head, i % s.n_head);
+        let task = HeadTask {
+            order,
+            q: &q[(t * s.n_head + h) * s.k_dim..][..s.k_dim],
+            kv: KvHead {
+                shape,
+                keys,
+                values,
+                kvh: h / group,
+            },
+            first: s.first_position(positions[t]),
+            pos: positions[t],
+        };
+        head_reference(&task, o)
+    });
 }
 
 /// One (token, head) of attention: the query head `q`, the cache, and the
 /// range of cache positions `first..=pos` it attends to.
 pub(crate) struct HeadTask<'a> {
-    shape: &'a AttentionShape,
     order: DotOrder,
     q: &'a [f32],
     kv: KvHead<'a>,
@@ -169,9 +187,8 @@ impl<'a> KvHead<'a> {
 /// `t0..t1` and query heads `h0..h1`, all sharing key/value head `kvh`, so
 /// that each cache row the task reads serves every one of them while it
 /// is in the L1 cache.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 pub(crate) struct UnitTask<'a> {
-    shape: &'a AttentionShape,
     order: DotOrder,
     /// All queries, `[token][n_head][k_dim]`.
     q: &'a [f32],
@@ -184,7 +201,7 @@ pub(crate) struct UnitTask<'a> {
     h1: usize,
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 impl UnitTask<'_> {
     /// Queries in the task.
     fn len(&self) -> usize {
@@ -200,29 +217,25 @@ impl UnitTask<'_> {
     /// Query `i`'s head vector.
     fn query(&self, i: usize) -> &[f32] {
         let (t, h) = self.pair(i);
-        let s = self.shape;
+        let s = self.kv.shape;
         &self.q[(t * s.n_head + h) * s.k_dim..][..s.k_dim]
     }
 
     /// The cache positions `first..=pos` query `i` attends to.
     fn span(&self, i: usize) -> (usize, usize) {
         let pos = self.positions[self.pair(i).0];
-        let first = match self.shape.window {
-            Some(w) => (pos + 1).saturating_sub(w),
-            None => 0,
-        };
-        (first, pos)
+        (self.kv.shape.first_position(pos), pos)
     }
 
     /// Where query `i`'s output head starts in the whole output.
     fn out_offset(&self, i: usize) -> usize {
         let (t, h) = self.pair(i);
-        (t * self.shape.n_head + h) * self.shape.v_dim
+        (t * self.kv.shape.n_head + h) * self.kv.shape.v_dim
     }
 }
 
 /// Tokens per task of a batch.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 const UNIT_TOKENS: usize = 4;
 
 /// How a call's (token, head) pairs are cut into tasks: blocks of
@@ -231,7 +244,7 @@ const UNIT_TOKENS: usize = 4;
 /// threads (a single decoded token). Which task computes a pair never
 /// changes its bits.
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 struct Units {
     n_tokens: usize,
     token_blocks: usize,
@@ -240,7 +253,7 @@ struct Units {
     parts: usize,
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 impl Units {
     fn new(shape: &AttentionShape, n_tokens: usize, threads: usize) -> Units {
         let n_kv = shape.n_kv_head.max(1);
@@ -288,7 +301,6 @@ impl Units {
         let tb = i / (self.parts * self.n_kv);
         let g0 = kvh * self.group;
         UnitTask {
-            shape,
             order,
             q,
             kv: KvHead {
@@ -306,50 +318,10 @@ impl Units {
     }
 }
 
-/// Splits the work into one task per (token, head), run on the current
-/// rayon pool with per-worker scratch `S`; `head` fills one output head.
-#[allow(clippy::too_many_arguments)]
-fn run_heads<S: Default + Send>(
-    shape: &AttentionShape,
-    order: DotOrder,
-    q: &[f32],
-    keys: &[f16],
-    values: &[f16],
-    positions: &[usize],
-    out: &mut [f32],
-    head: impl Fn(&HeadTask<'_>, &mut S, &mut [f32]) + Sync,
-) {
-    let s = shape;
-    let group = s.n_head / s.n_kv_head;
-    out.par_chunks_mut(s.v_dim)
-        .enumerate()
-        .for_each_init(S::default, |sc, (i, o)| {
-            let (t, h) = (i / s.n_head, i % s.n_head);
-            let pos = positions[t];
-            let task = HeadTask {
-                shape,
-                order,
-                q: &q[(t * s.n_head + h) * s.k_dim..][..s.k_dim],
-                kv: KvHead {
-                    shape,
-                    keys,
-                    values,
-                    kvh: h / group,
-                },
-                first: match s.window {
-                    Some(w) => (pos + 1).saturating_sub(w),
-                    None => 0,
-                },
-                pos,
-            };
-            head(&task, sc, o)
-        });
-}
-
 /// The scalar reference for one head: the arithmetic the module docs
 /// describe, written out one value at a time.
 fn head_reference(task: &HeadTask<'_>, o: &mut [f32]) {
-    let s = task.shape;
+    let s = task.kv.shape;
     let order = task.order;
     let (first, pos) = (task.first, task.pos);
     let qh: Vec<f32> = task.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();

@@ -1,5 +1,6 @@
-//! [`super::attention_in_order`] for one (token, head) with AVX2, FMA and
-//! F16C: the same float operations in the same order as the reference
+//! [`super::attention_in_order`] for one task of (token, head) pairs
+//! sharing a key/value head ([`UnitTask`]) with AVX2, FMA and F16C: for
+//! each pair the same float operations in the same order as the reference
 //! ([`super::head_reference`]), eight lanes at a time.
 //!
 //! * `q·k`: the reference's lanes are vector lanes: [`DotOrder::Gemm`]'s one
@@ -71,7 +72,7 @@ struct Span {
 /// own (token, head) pairs.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) {
-    let s = task.shape;
+    let s = task.kv.shape;
     let nq = task.len();
     if nq == 0 {
         return;
@@ -208,8 +209,11 @@ pub(super) unsafe fn unit(task: &UnitTask<'_>, sc: &mut Scratch, out: *mut f32) 
             d += 8;
         }
         for d in d..vd {
-            let lane: Vec<f32> = (0..lanes).map(|l| sc.acc[(l * nq + i) * vd + d]).collect();
-            o[d] = task.order.reduce(&lane);
+            let mut lane = [0f32; 32];
+            for (l, x) in lane[..lanes].iter_mut().enumerate() {
+                *x = sc.acc[(l * nq + i) * vd + d];
+            }
+            o[d] = task.order.reduce(&lane[..lanes]);
         }
     }
 }
