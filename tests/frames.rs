@@ -212,3 +212,23 @@ fn context_checks_name_the_field() {
     assert!(t.values().is_err());
     assert!(f.token_ids().is_err());
 }
+
+#[test]
+fn counts_whose_byte_size_overflows_are_rejected() {
+    // 2^31 rows of 2^31 f32 values: 2^64 bytes, which wraps a u64 to 0, so
+    // an empty payload would match the announced length.
+    let mut b = hidden().encode();
+    b[64..68].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    b[68..72].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    b[72..80].copy_from_slice(&0u64.to_le_bytes());
+    b.drain(80..80 + 3 * 8 * 4);
+    let b = reseal(b);
+    assert_eq!(b.len(), 80 + 32);
+    match Frame::decode(&b) {
+        Err(Error::FrameMalformed {
+            field: "payload length",
+            reason,
+        }) => assert!(reason.contains("overflow"), "{reason}"),
+        other => panic!("accepted or wrong error: {other:?}"),
+    }
+}

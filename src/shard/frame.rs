@@ -317,7 +317,16 @@ impl Frame {
             ));
         }
         let payload_len = u64_at(72);
-        let expected = (n_tokens as u64) * (width as u64) * dtype.size() as u64;
+        // Both counts come from the wire: 2^31 × 2^31 × 4 wraps a u64 to 0.
+        let expected = (n_tokens as u64)
+            .checked_mul(width as u64)
+            .and_then(|v| v.checked_mul(dtype.size() as u64))
+            .ok_or_else(|| {
+                malformed(
+                    "payload length",
+                    format!("{n_tokens} rows of {width} {dtype:?} overflow a 64-bit byte count"),
+                )
+            })?;
         if payload_len != expected {
             return Err(malformed(
                 "payload length",

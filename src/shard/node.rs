@@ -97,6 +97,10 @@ impl ShardNode {
         self.digest
     }
 
+    pub fn limits(&self) -> &NodeLimits {
+        &self.limits
+    }
+
     /// The layer boundary this node's input frames carry.
     pub fn boundary(&self) -> u32 {
         self.model.layers().start as u32

@@ -18,9 +18,13 @@ pub struct MemoryEstimate {
 }
 
 impl MemoryEstimate {
-    /// Total for a context of `n_ctx` positions.
+    /// Total for a context of `n_ctx` positions. It saturates at
+    /// `u64::MAX` bytes, which no node has, rather than wrap to a small
+    /// number that would fit.
     pub fn total(&self, n_ctx: usize) -> u64 {
-        self.weight_bytes + self.kv_bytes_per_token * n_ctx as u64
+        self.kv_bytes_per_token
+            .saturating_mul(n_ctx as u64)
+            .saturating_add(self.weight_bytes)
     }
 }
 
@@ -59,7 +63,24 @@ impl ModelCost {
             .get(&key("attention.value_length"))
             .and_then(|v| v.as_u64())
             .unwrap_or(kd);
+        // Head counts and head sizes are unbounded metadata: their product
+        // is checked, for one layer and for all of them, so that estimates
+        // below cannot wrap.
+        let kv_bytes_per_token_per_layer = kd
+            .checked_add(vd)
+            .and_then(|d| d.checked_mul(n_kv))
+            .and_then(|v| v.checked_mul(2))
+            .filter(|v| v.checked_mul(n_layer as u64).is_some())
+            .ok_or_else(|| Error::Malformed {
+                offset: 0,
+                reason: format!(
+                    "KV cache size overflows: {n_layer} layers of {n_kv} KV heads \
+                     with keys of {kd} and values of {vd}"
+                ),
+            })?;
         let tied = file.tensor("output.weight").is_none();
+        // Tensor sizes need no check: the reader keeps tensors apart and
+        // inside the file, so their sums are at most its length.
         let mut layer_bytes = vec![0u64; n_layer];
         let (mut embed_bytes, mut head_bytes) = (0, 0);
         for t in file.tensors() {
@@ -91,23 +112,28 @@ impl ModelCost {
             embed_bytes,
             head_bytes,
             tied,
-            kv_bytes_per_token_per_layer: n_kv * (kd + vd) * 2,
+            kv_bytes_per_token_per_layer,
         })
     }
 
-    /// Memory for the layer range `r`.
+    /// Memory for the layer range `r`. Sums saturate (see
+    /// [`MemoryEstimate::total`]): the fields are public, so a hand-made
+    /// cost may hold anything.
     pub fn estimate(&self, r: &Range<usize>) -> MemoryEstimate {
-        let mut w: u64 = self.layer_bytes[r.clone()].iter().sum();
+        let sum = |a: u64, b: &u64| a.saturating_add(*b);
+        let mut w: u64 = self.layer_bytes[r.clone()].iter().fold(0, sum);
         let (first, last) = (r.start == 0, r.end == self.n_layer);
         if first || (last && self.tied) {
-            w += self.embed_bytes;
+            w = w.saturating_add(self.embed_bytes);
         }
         if last {
-            w += self.head_bytes;
+            w = w.saturating_add(self.head_bytes);
         }
         MemoryEstimate {
             weight_bytes: w,
-            kv_bytes_per_token: self.kv_bytes_per_token_per_layer * r.len() as u64,
+            kv_bytes_per_token: self
+                .kv_bytes_per_token_per_layer
+                .saturating_mul(r.len() as u64),
         }
     }
 }
@@ -257,6 +283,44 @@ mod tests {
         .unwrap();
         assert!(p[0].memory.total(10) <= 360);
         assert!(plan(&cost(), &[node("tiny", 100, 1.0)], 0).is_err());
+    }
+
+    /// A tensor-less llama header with the given KV metadata.
+    fn header(n_kv: u64, key_length: u64) -> GgufFile {
+        use crate::gguf::{GgufWriter, Value};
+        let mut w = GgufWriter::new();
+        w.set("general.architecture", Value::String("llama".into()));
+        w.set("llama.block_count", Value::U32(30));
+        w.set("llama.embedding_length", Value::U32(576));
+        w.set("llama.attention.head_count", Value::U32(9));
+        w.set("llama.attention.head_count_kv", Value::U64(n_kv));
+        w.set("llama.attention.key_length", Value::U64(key_length));
+        GgufFile::from_bytes(w.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn absurd_kv_metadata_is_an_error_not_a_wrapped_size() {
+        let c = ModelCost::from_gguf(&header(3, 64)).unwrap();
+        assert_eq!(c.kv_bytes_per_token_per_layer, 3 * (64 + 64) * 2);
+        // 2^62 heads × 128 wraps to 0 in u64; 2^63 + 2^63 wraps too; a
+        // per-layer size that fits may still overflow over 30 layers.
+        for (n_kv, kd) in [(1 << 62, 64), (1, 1 << 63), (1 << 55, 64)] {
+            match ModelCost::from_gguf(&header(n_kv, kd)) {
+                Err(Error::Malformed { reason, .. }) => {
+                    assert!(reason.contains("KV cache size overflows"), "{reason}")
+                }
+                other => panic!("{n_kv} heads of {kd}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn huge_sizes_saturate_instead_of_wrapping() {
+        let mut c = cost();
+        c.kv_bytes_per_token_per_layer = u64::MAX / 4;
+        assert_eq!(c.estimate(&(0..12)).kv_bytes_per_token, u64::MAX);
+        assert_eq!(c.estimate(&(0..1)).total(usize::MAX), u64::MAX);
+        assert!(plan(&c, &[node("a", u64::MAX - 1, 1.0)], 8).is_err());
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! trusted networks: it has no authentication or encryption. The framing is
 //! described in `docs/frames.md`.
 //!
+//! A server bounds what a peer can make it hold: a frame no larger than
+//! the node can use ([`max_request_frame_len`]), read as its bytes arrive
+//! rather than allocated as announced; a read and a write timeout; and a
+//! number of connections served at once ([`ServeLimits`]).
+//!
 //! The client keeps every input it sent to each hop, so when a node dies it
 //! reconnects (to a replacement at the same address), replays the session's
 //! history into it, and goes on: the outputs are bit-identical because the
@@ -11,11 +16,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::digest::Digest;
-use super::frame::{Frame, FrameKind, HEADER_LEN};
+use super::frame::{Frame, FrameKind, CHECKSUM_LEN, HEADER_LEN, MAX_PAYLOAD};
 use super::node::ShardNode;
 use crate::{Error, Result};
 
@@ -25,17 +31,85 @@ const OP_CLOSE: u8 = 3;
 const OP_INFO: u8 = 4;
 const MAX_MESSAGE: u32 = 1 << 20;
 
-fn read_frame(s: &mut impl Read) -> std::io::Result<std::result::Result<Frame, Error>> {
+/// Limits of a server against peers that announce more than they send,
+/// hold connections open, or open many. Frame sizes are bounded by the node
+/// itself ([`max_request_frame_len`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Most connections served at once; one more is answered with an error
+    /// and closed.
+    pub max_connections: usize,
+    /// Longest wait for a peer's next bytes, between requests too; a
+    /// connection that stays silent longer is closed.
+    pub read_timeout: Duration,
+    /// Longest wait for a peer to take a reply's bytes.
+    pub write_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 64,
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Largest request frame `node` can use, in encoded bytes: a forward takes
+/// at most a session's context of rows, each of the node's input width in
+/// the widest dtype (4 bytes).
+pub fn max_request_frame_len(node: &ShardNode) -> usize {
+    let payload = (node.limits().n_ctx as u64)
+        .saturating_mul(node.input_width() as u64)
+        .saturating_mul(4)
+        .min(MAX_PAYLOAD);
+    HEADER_LEN + payload as usize + CHECKSUM_LEN
+}
+
+/// The encoded length a frame header announces, if it is at most
+/// `max_len`.
+fn frame_len(header: &[u8; HEADER_LEN], max_len: usize) -> Result<usize> {
+    let total = Frame::length_from_header(header)?;
+    if total > max_len {
+        return Err(Error::FrameMalformed {
+            field: "payload length",
+            reason: format!("a frame of {total} bytes exceeds the limit of {max_len}"),
+        });
+    }
+    Ok(total)
+}
+
+/// The rest of a frame of `total` bytes after its `header`. The buffer
+/// grows with the bytes that arrive, so a peer that announces much and
+/// sends little costs little.
+fn read_frame_body(
+    s: &mut impl Read,
+    header: &[u8; HEADER_LEN],
+    total: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(total.min(1 << 16));
+    buf.extend_from_slice(header);
+    let rest = (total - HEADER_LEN) as u64;
+    if s.take(rest).read_to_end(&mut buf)? as u64 != rest {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
+/// A whole frame of at most `max_len` bytes: the outer error is the
+/// connection's, the inner one the frame's.
+fn read_frame(
+    s: &mut impl Read,
+    max_len: usize,
+) -> std::io::Result<std::result::Result<Frame, Error>> {
     let mut header = [0u8; HEADER_LEN];
     s.read_exact(&mut header)?;
-    let total = match Frame::length_from_header(&header) {
+    let total = match frame_len(&header, max_len) {
         Ok(t) => t,
         Err(e) => return Ok(Err(e)),
     };
-    let mut buf = vec![0u8; total];
-    buf[..HEADER_LEN].copy_from_slice(&header);
-    s.read_exact(&mut buf[HEADER_LEN..])?;
-    Ok(Frame::decode(&buf))
+    Ok(Frame::decode(&read_frame_body(s, &header, total)?))
 }
 
 fn read_u64(s: &mut impl Read) -> std::io::Result<u64> {
@@ -74,7 +148,14 @@ fn info_bytes(node: &ShardNode) -> Vec<u8> {
     b
 }
 
-fn handle(node: &ShardNode, mut s: TcpStream) -> std::io::Result<()> {
+fn handle(
+    node: &ShardNode,
+    mut s: TcpStream,
+    limits: &ServeLimits,
+    max_frame: usize,
+) -> std::io::Result<()> {
+    s.set_read_timeout(Some(limits.read_timeout))?;
+    s.set_write_timeout(Some(limits.write_timeout))?;
     loop {
         let mut op = [0u8; 1];
         match s.read_exact(&mut op) {
@@ -83,13 +164,27 @@ fn handle(node: &ShardNode, mut s: TcpStream) -> std::io::Result<()> {
             Err(e) => return Err(e),
         }
         match op[0] {
-            OP_FORWARD => match read_frame(&mut s)?.and_then(|f| node.forward(&f)) {
-                Ok(r) => {
-                    s.write_all(&[0])?;
-                    s.write_all(&r.frame.encode())?;
+            OP_FORWARD => {
+                let mut header = [0u8; HEADER_LEN];
+                s.read_exact(&mut header)?;
+                let total = match frame_len(&header, max_frame) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // The body is left unread, so the stream is out of
+                        // step: answer, then end the connection.
+                        reply_err(&mut s, &e.to_string())?;
+                        return s.flush();
+                    }
+                };
+                let body = read_frame_body(&mut s, &header, total)?;
+                match Frame::decode(&body).and_then(|f| node.forward(&f)) {
+                    Ok(r) => {
+                        s.write_all(&[0])?;
+                        s.write_all(&r.frame.encode())?;
+                    }
+                    Err(e) => reply_err(&mut s, &e.to_string())?,
                 }
-                Err(e) => reply_err(&mut s, &e.to_string())?,
-            },
+            }
             OP_TRUNCATE => {
                 let (id, pos) = (read_u64(&mut s)?, read_u64(&mut s)?);
                 match node.truncate(id, pos as usize) {
@@ -119,16 +214,72 @@ fn handle(node: &ShardNode, mut s: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// Serve `node` on `listener` until the process ends: one thread per
-/// connection; a broken connection ends only itself.
+/// [`serve_with`] the default [`ServeLimits`].
 pub fn serve(node: Arc<ShardNode>, listener: TcpListener) -> std::io::Result<()> {
+    serve_with(node, listener, ServeLimits::default())
+}
+
+/// One served connection, counted while it lives.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Answer a connection over the limit with an error and close it.
+fn refuse(mut s: TcpStream, limit: usize) {
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = reply_err(&mut s, &format!("too many connections (limit {limit})"));
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+/// Serve `node` on `listener` until the process ends: one thread per
+/// connection, at most `limits.max_connections` of them; a broken
+/// connection ends only itself, and a failed accept (say, out of file
+/// descriptors) is waited out rather than ending the server.
+pub fn serve_with(
+    node: Arc<ShardNode>,
+    listener: TcpListener,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    if limits.max_connections == 0
+        || limits.read_timeout.is_zero()
+        || limits.write_timeout.is_zero()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "connections and timeouts must be at least 1",
+        ));
+    }
+    let limits = Arc::new(limits);
+    let max_frame = max_request_frame_len(&node);
+    let open = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
-        let s = conn?;
+        let s = match conn {
+            Ok(s) => s,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        // Only this loop adds to `open`, so the check cannot race.
+        if open.load(Ordering::SeqCst) >= limits.max_connections {
+            refuse(s, limits.max_connections);
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let slot = ConnectionSlot(Arc::clone(&open));
         let _ = s.set_nodelay(true);
-        let node = Arc::clone(&node);
-        std::thread::spawn(move || {
-            let _ = handle(&node, s);
-        });
+        let (node, limits) = (Arc::clone(&node), Arc::clone(&limits));
+        // A thread that cannot start drops the connection (and its slot).
+        let _ = std::thread::Builder::new()
+            .name("strata-shard-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                let _ = handle(&node, s, &limits, max_frame);
+            });
     }
     Ok(())
 }
@@ -222,8 +373,13 @@ impl NodeClient {
         req.extend_from_slice(&frame.encode());
         self.call(&req)?;
         let s = self.stream()?;
-        match read_frame(s) {
-            Ok(f) => f,
+        match read_frame(s, usize::MAX) {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err(e)) => {
+                // A refused header leaves the stream out of step.
+                self.stream = None;
+                Err(e)
+            }
             Err(e) => {
                 self.stream = None;
                 Err(self.net(e))
