@@ -29,11 +29,7 @@ fn threads() -> usize {
 }
 
 fn model_file(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("STRATA_MODELS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/strata/models"))
-        })?;
+    let dir = strata::model_cache::dir();
     let p = dir.join(name);
     if p.exists() {
         Some(p)

@@ -11,6 +11,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod kv_cache;
 pub mod model;
+pub mod model_cache;
 pub mod ops;
 pub mod quant;
 #[cfg(feature = "llama-cpp")]

@@ -1,6 +1,16 @@
 //! Parity with llama.cpp (feature `llama-cpp`): the same GGUF file through
-//! Strata and through llama.cpp must give the same greedy tokens and logits
-//! within a stated tolerance.
+//! Strata and through llama.cpp's reference path must give the same greedy
+//! tokens and bit-identical logits; where that does not hold (F16 and BF16
+//! weights, whose rows ggml sums in another order) the test states its
+//! tolerance and why.
+//!
+//! llama.cpp's reference path: flash attention off (its flash-attention
+//! kernel rounds to f16 inside attention; with it on, greedy tokens diverge
+//! after a few tokens on most prompts), weights not repacked
+//! ([`RefOptions::repack_weights`] false: repacked Q4_0/Q4_K rows are
+//! multiplied by other kernels) and the tiled K-quant GEMM off
+//! (`GGML_CPU_TILED_MM=0`). SmolLM2's Q4_1 and Q8_0 weights use neither of
+//! the last two kernels.
 //!
 //! llama.cpp runs with its non-fused attention path (`mul_mat` KQ,
 //! `soft_max_ext`, `mul_mat` KQV), whose arithmetic Strata's attention
@@ -20,10 +30,18 @@ use strata::reference::{RefOptions, Reference};
 use strata::synth::{synth_model, SynthSpec};
 use strata::{GenerateParams, LoadOptions, Model, Session, SessionOptions};
 
-/// Largest |Strata − llama.cpp| accepted for any logit of SmolLM2-135M.
-/// Differences come from float summation order inside dot products and
-/// from ulp-level differences in exp/silu; observed values are printed.
-const LOGIT_TOLERANCE: f32 = 0.05;
+/// llama.cpp's reference path (see the module docs).
+fn reference(path: &std::path::Path) -> Reference {
+    common::llama_cpp_reference_path();
+    Reference::load(
+        path,
+        RefOptions {
+            repack_weights: false,
+            ..RefOptions::default()
+        },
+    )
+    .unwrap()
+}
 
 fn load(path: &std::path::Path) -> Arc<Model> {
     Arc::new(
@@ -57,7 +75,7 @@ fn greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
 fn greedy_tokens_match_llama_cpp_on_twenty_prompts() {
     let path = common::smollm2();
     let model = load(&path);
-    let reference = Reference::load(&path, RefOptions::default()).unwrap();
+    let reference = reference(&path);
     let mut failures = Vec::new();
     for prompt in common::PROMPTS {
         let ids = model.tokenizer().encode(prompt, true, true).unwrap();
@@ -92,10 +110,10 @@ fn greedy_tokens_match_llama_cpp_on_twenty_prompts() {
 }
 
 #[test]
-fn logits_match_llama_cpp_within_tolerance() {
+fn logits_bit_identical_to_llama_cpp() {
     let path = common::smollm2();
     let model = load(&path);
-    let reference = Reference::load(&path, RefOptions::default()).unwrap();
+    let reference = reference(&path);
     let text = "Strata runs quantized language models on every node of a network. \
                 Each node loads a contiguous range of layers and passes hidden states \
                 to the next one, so that a model too large for one machine can still be served. \
@@ -106,26 +124,27 @@ fn logits_match_llama_cpp_within_tolerance() {
     let theirs = reference.logits_all(&ids).unwrap();
     let nv = model.config().n_vocab;
     let mut worst = 0f32;
-    let mut argmax_equal = 0;
+    let mut differing = 0;
     for (i, t) in theirs.iter().enumerate() {
         let o = &ours[i * nv..(i + 1) * nv];
         worst = worst.max(common::max_abs_diff(o, t));
-        argmax_equal += (strata::sampler::argmax(o) == strata::sampler::argmax(t)) as usize;
+        differing += common::bit_differences(o, t);
     }
     eprintln!(
-        "SmolLM2-135M Q4_1, {} positions: max |logit difference| = {worst:.5}, argmax equal at {argmax_equal}",
+        "SmolLM2-135M Q4_1, {} positions: max |logit difference| = {worst:e}, logits differing in their bits: {differing}",
         ids.len()
     );
-    assert!(
-        worst <= LOGIT_TOLERANCE,
-        "max abs logit difference {worst} > {LOGIT_TOLERANCE}"
+    assert_eq!(
+        differing, 0,
+        "logits not bit-identical (max abs difference {worst})"
     );
-    assert_eq!(argmax_equal, ids.len());
 }
 
 /// Synthetic llama models of several weight types (tokenizer copied from
-/// SmolLM2) agree with llama.cpp too: this covers types the real model
-/// does not use.
+/// SmolLM2) agree with llama.cpp's reference path too: this covers types
+/// the real model does not use. Quantized types: bit-identical. F16: ggml
+/// sums an F16 row in another order than Strata's kernel, so its logits
+/// are checked to 1e-2 of the largest logit (observed about 2.4e-3 of 2.9).
 #[test]
 fn synthetic_models_match_llama_cpp() {
     let src = GgufFile::open(common::smollm2()).unwrap();
@@ -153,7 +172,7 @@ fn synthetic_models_match_llama_cpp() {
             .write_file(&path)
             .unwrap();
         let model = load(&path);
-        let reference = Reference::load(&path, RefOptions::default()).unwrap();
+        let reference = reference(&path);
         let ids = model
             .tokenizer()
             .encode("Synthetic weights, real tokenizer: 1 2 3.", true, true)
@@ -163,8 +182,15 @@ fn synthetic_models_match_llama_cpp() {
         let theirs: Vec<f32> = reference.logits_all(&ids).unwrap().concat();
         let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs()));
         let worst = common::max_abs_diff(&ours, &theirs);
-        eprintln!("synthetic {ty}: max |diff| = {worst:.6} (largest logit {scale:.3})");
-        assert!(worst <= 1e-2 * scale.max(1.0), "{ty}: {worst}");
+        let differing = common::bit_differences(&ours, &theirs);
+        eprintln!(
+            "synthetic {ty}: max |diff| = {worst:e} (largest logit {scale:.3}), {differing} logits differ in their bits"
+        );
+        if ty == GgmlType::F16 {
+            assert!(worst <= 1e-2 * scale.max(1.0), "{ty}: {worst}");
+        } else {
+            assert_eq!(differing, 0, "{ty}: not bit-identical (max |diff| {worst})");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -179,9 +205,9 @@ fn synthetic_models_match_llama_cpp() {
 /// llama.cpp runs without weight repacking, so every type takes its
 /// reference dot product; K-quant prompts stay under 8 tokens, below
 /// llama.cpp's tiled K-quant GEMM (which sums in another order), and the
-/// decode steps run past the window. The quantized types agree bit for bit
-/// (checked to 1e-3 of the largest logit); F16 and BF16 within 1e-2 (ggml
-/// sums such rows in another order than Strata's kernel).
+/// decode steps run past the window. The quantized types and BF16 agree bit
+/// for bit; F16 within 1e-2 of the largest logit (ggml sums F16 rows in
+/// another order than Strata's kernel; observed up to about 5e-3 of 3).
 #[test]
 fn synthetic_architectures_match_llama_cpp() {
     use GgmlType::*;
@@ -218,14 +244,7 @@ fn synthetic_architectures_match_llama_cpp() {
                 .unwrap();
             let model = load(&path);
             assert_eq!(model.config().arch, arch);
-            let reference = Reference::load(
-                &path,
-                RefOptions {
-                    repack_weights: false,
-                    ..RefOptions::default()
-                },
-            )
-            .unwrap();
+            let reference = reference(&path);
             let text = if ty.block_size() == 256 {
                 "Synthetic weights, one two."
             } else {
@@ -244,19 +263,26 @@ fn synthetic_architectures_match_llama_cpp() {
             let nv = model.config().n_vocab;
             let mut logits = ours[(ids.len() - 1) * nv..].to_vec();
             let mut worst_step = 0f32;
+            let mut differing = common::bit_differences(&ours, &theirs);
             for (&t, l) in tokens.iter().zip(&step_logits) {
                 worst_step = worst_step.max(common::max_abs_diff(&logits, l));
+                differing += common::bit_differences(&logits, l);
                 logits = s.feed(&[t]).unwrap();
             }
             report.push(format!(
-                "{arch} {ty}: max |diff| {worst:.6} (batch of {}), {worst_step:.6} ({} decode steps); largest logit {scale:.2}",
+                "{arch} {ty}: max |diff| {worst:e} (batch of {}), {worst_step:e} ({} decode steps); largest logit {scale:.2}; {differing} logits differ in their bits",
                 ids.len(),
                 tokens.len()
             ));
-            let float = matches!(ty, F16 | BF16);
-            let tolerance = if float { 1e-2 } else { 1e-3 } * scale.max(1.0);
-            if worst > tolerance || worst_step > tolerance {
-                failures.push(format!("{arch} {ty}: {worst} / {worst_step} > {tolerance}"));
+            if ty == F16 {
+                let tolerance = 1e-2 * scale.max(1.0);
+                if worst > tolerance || worst_step > tolerance {
+                    failures.push(format!("{arch} {ty}: {worst} / {worst_step} > {tolerance}"));
+                }
+            } else if differing != 0 {
+                failures.push(format!(
+                    "{arch} {ty}: {differing} logits not bit-identical ({worst} / {worst_step})"
+                ));
             }
         }
     }

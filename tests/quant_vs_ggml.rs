@@ -3,13 +3,12 @@
 //! reference quantizers byte for byte against `ggml_quantize_chunk`, the
 //! activation quantizers against the CPU backend's `from_float`, and the dot
 //! products against the CPU backend's `vec_dot` (AVX2 build) bit for bit.
-//! With the test models present, every tensor of SmolLM2-135M (Q4_1) and
+//! Every tensor of SmolLM2-135M (Q4_1) and
 //! Gemma 3 270M (Q4_K_M) is dequantized both ways and compared.
 //!
 //! Run: `cargo test --release --features llama-cpp --test quant_vs_ggml`.
 #![cfg(feature = "llama-cpp")]
 
-use std::path::PathBuf;
 use std::sync::Once;
 
 use llama_cpp_sys_2 as sys;
@@ -397,23 +396,16 @@ fn vec_dot_matches_ggml_cpu_vec_dot() {
     assert!(worst.is_empty(), "{} dot products differ", worst.len());
 }
 
-fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRATA_MODELS_DIR") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    PathBuf::from(home).join(".cache/strata/models")
-}
-
 /// Dequantize every tensor of a model file both ways, a chunk of rows at a
 /// time, and require identical bits; also dot the first rows of each 2-D
 /// quantized tensor with a random activation through both vec_dots.
 fn check_model(file: &str) {
-    let path = models_dir().join(file);
-    if !path.exists() {
-        eprintln!("skipping: {} not found", path.display());
-        return;
-    }
+    let path = strata::model_cache::dir().join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-models.sh or set STRATA_MODELS_DIR",
+        path.display()
+    );
     let gguf = strata::gguf::GgufFile::open(&path).expect("open model");
     let mut rng = Rng(16);
     let mut checked = 0u64;

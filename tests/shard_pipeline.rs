@@ -66,6 +66,9 @@ fn pipeline_greedy(
     }
 }
 
+/// The whole model in one process, in the nodes' numerics mode
+/// (`BatchInvariant`), so that pipeline and whole model are compared within
+/// one mode.
 fn whole_greedy(path: &std::path::Path, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
     let m = Arc::new(
         Model::load(
@@ -73,7 +76,7 @@ fn whole_greedy(path: &std::path::Path, prompt: &[u32], n: usize) -> (Vec<u32>, 
             &LoadOptions {
                 n_threads: Some(2),
                 layers: None,
-                ..Default::default()
+                numerics: Numerics::BatchInvariant,
             },
         )
         .unwrap(),

@@ -204,6 +204,19 @@ fn divergence(a: &[u32], b: &[u32]) -> Option<usize> {
     (i < a.len().max(b.len())).then_some(i)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::divergence;
+
+    #[test]
+    fn divergence_finds_the_first_difference() {
+        assert_eq!(divergence(&[1, 2, 3], &[1, 2, 3]), None);
+        assert_eq!(divergence(&[1, 2, 3], &[1, 5, 3]), Some(1));
+        assert_eq!(divergence(&[1, 2], &[1, 2, 3]), Some(2));
+        assert_eq!(divergence(&[], &[]), None);
+    }
+}
+
 fn range(v: &[f64]) -> String {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -316,6 +329,7 @@ fn report(
                 "tg_tokens_per_second": median(w.tg(n)),
                 "samples": {"pp": w.pp(p), "tg": w.tg(n)},
                 "peak_rss_kib": w.memory.0, "rss_kib": w.memory.1,
+                "greedy_tokens": w.samples[0].tokens,
             });
         }
         if let Some(d) = same {

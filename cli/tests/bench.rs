@@ -54,7 +54,29 @@ fn bench_vs_llama_cpp_reports_both_engines() {
         let peak = e["peak_rss_kib"].as_u64().unwrap_or(0);
         assert!(peak > 50 * 1024, "{engine} peak RSS {peak} KiB");
     }
-    assert!(v["greedy_tokens_identical"].is_boolean());
+    // The verdict is the comparison of the tokens both engines generated.
+    let tokens = |engine: &str| -> Vec<u64> {
+        v[engine]["greedy_tokens"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{engine}: no greedy_tokens"))
+            .iter()
+            .map(|t| t.as_u64().unwrap())
+            .collect()
+    };
+    let (ours, theirs) = (tokens("strata"), tokens("llama.cpp"));
+    assert_eq!(ours.len(), 6);
+    assert_eq!(theirs.len(), 6);
+    assert_eq!(
+        v["greedy_tokens_identical"],
+        serde_json::json!(ours == theirs)
+    );
+    let first = ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
+    let want_first = if ours == theirs {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(first)
+    };
+    assert_eq!(v["first_difference"], want_first);
 }
 
 #[test]

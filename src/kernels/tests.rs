@@ -4,8 +4,6 @@
 //! on several lengths and row counts, and on rows of real model files when
 //! they are present.
 
-use std::path::PathBuf;
-
 use super::*;
 use crate::gguf::GgufFile;
 use crate::quant;
@@ -308,27 +306,22 @@ fn mismatched_sizes_give_nan() {
     }
 }
 
-fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRATA_MODELS_DIR") {
-        return PathBuf::from(d);
-    }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/strata/models")
-}
-
 /// Up to `max_rows` rows of each listed tensor of a real model, passed to
-/// `check(name, type, values per row, rows' bytes)`; a model that is not
-/// present is skipped with a note.
+/// `check(name, type, values per row, rows' bytes)`. A model that is not
+/// in the cache fails the test: `scripts/fetch-models.sh` puts it there.
 pub(super) fn for_model_tensors(
     file: &str,
     tensors: &[&str],
     max_rows: usize,
     mut check: impl FnMut(&str, GgmlType, usize, &[u8]),
 ) {
-    let path = models_dir().join(file);
-    let Ok(f) = GgufFile::open(&path) else {
-        println!("skipped: {} not present", path.display());
-        return;
-    };
+    let path = crate::model_cache::dir().join(file);
+    let f = GgufFile::open(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/fetch-models.sh or set STRATA_MODELS_DIR",
+            path.display()
+        )
+    });
     for name in tensors {
         let t = f
             .tensor(name)

@@ -9,18 +9,9 @@ use strata::quant::GgmlType;
 use strata::synth::{synth_model, SynthSpec};
 use strata::{LoadOptions, Model, Numerics};
 
-/// Where the fetch script caches models.
+/// Where the fetch script caches models (the library's one rule).
 pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRATA_MODELS_DIR") {
-        return d.into();
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache"))
-        .join("strata/models")
+    strata::model_cache::dir()
 }
 
 /// A real model fetched by `scripts/fetch-models.sh`. Fails (never skips)
@@ -46,6 +37,26 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// How many elements of two equal-length slices differ in their bits: 0
+/// is what "bit-identical" means (a NaN equals only the same NaN, and 0.0
+/// differs from -0.0).
+pub fn bit_differences(a: &[f32], b: &[f32]) -> usize {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
+}
+
+/// Turn off llama.cpp's tiled K-quant GEMM (`GGML_CPU_TILED_MM=0`, read
+/// when its CPU backend starts): with it off, llama.cpp multiplies K-quant
+/// batches with the reference dot products that Strata's kernels equal.
+/// Call before the first [`strata::reference::Reference`] is loaded.
+pub fn llama_cpp_reference_path() {
+    static TILED_OFF: std::sync::Once = std::sync::Once::new();
+    TILED_OFF.call_once(|| std::env::set_var("GGML_CPU_TILED_MM", "0"));
 }
 
 /// Twenty varied prompts for parity runs.
