@@ -1,9 +1,65 @@
 #!/usr/bin/env bash
-# The test command: every Rust test of the workspace, optimised (the
-# model-level tests are slow without), with llama.cpp linked as the parity
-# reference; then the C ABI and its bindings (C under valgrind, C++, Python,
-# Go) against the built library. Needs the models (scripts/fetch-models.sh).
+# The test command. On a fresh machine of this project's kind it installs
+# what it needs, then runs every test:
+#
+#   1. apt packages when missing: cmake, clang and libclang-dev (llama.cpp,
+#      the parity reference behind the `llama-cpp` feature, builds with
+#      cmake; its bindings need libclang), the aarch64 cross compiler (the
+#      aarch64 check builds blake3's C code), and what bindings/test-all.sh
+#      needs (valgrind, g++, Go, make; it installs those itself too).
+#   2. The real models (scripts/fetch-models.sh: pip, checked by sha256).
+#   3. cargo fmt --check, and a check that the library (NEON kernels
+#      included) compiles for aarch64.
+#   4. Every Rust test of the workspace, optimised (the model-level tests
+#      are slow without), with llama.cpp linked as the parity reference;
+#      it also regenerates include/strata.h and fails on any difference.
+#   5. bindings/test-all.sh: the C example and misuse suite under valgrind,
+#      the panic-boundary test, and the C++, Python (pytest in a venv under
+#      target/) and Go bindings' tests.
+#
+# Arguments are passed to `cargo test` (e.g. `scripts/test.sh --test frames`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+log() { echo "test: $*"; }
+
+need_apt=()
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need_apt+=(gcc-aarch64-linux-gnu)
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    log "missing ${need_apt[*]}: install them (apt-get install ${need_apt[*]}) or run as root"
+    exit 1
+  fi
+  log "installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+log "fetching the models"
+scripts/fetch-models.sh all >/dev/null
+
+log "formatting"
+cargo fmt --all -- --check
+
+log "the library (NEON kernels included) compiles for aarch64"
+if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
+  || timeout 600 rustup target add aarch64-unknown-linux-gnu; then
+  cargo check --release --target aarch64-unknown-linux-gnu --lib
+else
+  # The target's standard library comes from rustup's servers, not a
+  # package registry; without them the check cannot run here.
+  log "SKIPPED the aarch64 check: rustup could not install the target"
+fi
+
+log "Rust tests"
 cargo test --release --workspace --features llama-cpp "$@"
+
+log "the C ABI and its bindings"
 bindings/test-all.sh
