@@ -210,6 +210,11 @@ typedef enum strata_status {
      */
     STRATA_TOKENIZER = 24,
     /**
+     * A shard file's tensor does not match the hash its parent model
+     * recorded (the file was altered or damaged); nothing was loaded.
+     */
+    STRATA_SHARD_TENSOR_MISMATCH = 25,
+    /**
      * A token id is not below the vocabulary size.
      */
     STRATA_TOKEN_OUT_OF_RANGE = 40,

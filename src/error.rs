@@ -37,6 +37,8 @@ pub enum Error {
     InvalidUtf8 { what: &'static str, offset: u64 },
     #[error("tensor '{name}': {reason}")]
     BadTensor { name: String, reason: String },
+    #[error("shard tensor '{tensor}' does not match the hash its parent model recorded: the shard file was altered or damaged")]
+    ShardTensorMismatch { tensor: String },
     #[error("tensor '{name}' has unknown type id {id}")]
     UnknownTensorType { name: String, id: u32 },
     #[error("tensor '{name}' has type {ty}, which {context} does not support")]

@@ -49,6 +49,9 @@ pub enum strata_status {
     STRATA_NOT_FOUND = 23,
     /// The tokenizer could not handle the input.
     STRATA_TOKENIZER = 24,
+    /// A shard file's tensor does not match the hash its parent model
+    /// recorded (the file was altered or damaged); nothing was loaded.
+    STRATA_SHARD_TENSOR_MISMATCH = 25,
     /// A token id is not below the vocabulary size.
     STRATA_TOKEN_OUT_OF_RANGE = 40,
     /// The session's context cannot hold the tokens; the session is unchanged.
@@ -108,6 +111,7 @@ impl strata_status {
             | Error::UnknownArchitecture { .. }
             | Error::UnsupportedTokenizer(_) => STRATA_UNSUPPORTED,
             Error::Tokenizer(_) => STRATA_TOKENIZER,
+            Error::ShardTensorMismatch { .. } => STRATA_SHARD_TENSOR_MISMATCH,
             Error::ContextFull { .. } => STRATA_CONTEXT_FULL,
             Error::EmptyPrompt => STRATA_EMPTY_INPUT,
             Error::TokenOutOfRange { .. } => STRATA_TOKEN_OUT_OF_RANGE,
@@ -169,6 +173,10 @@ impl strata_status {
         (strata_status::STRATA_UNSUPPORTED, c"STRATA_UNSUPPORTED"),
         (strata_status::STRATA_NOT_FOUND, c"STRATA_NOT_FOUND"),
         (strata_status::STRATA_TOKENIZER, c"STRATA_TOKENIZER"),
+        (
+            strata_status::STRATA_SHARD_TENSOR_MISMATCH,
+            c"STRATA_SHARD_TENSOR_MISMATCH",
+        ),
         (
             strata_status::STRATA_TOKEN_OUT_OF_RANGE,
             c"STRATA_TOKEN_OUT_OF_RANGE",

@@ -3,7 +3,7 @@
 //! no input can make it panic, allocate absurdly or read out of bounds.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::value::{Value, ValueType};
 use super::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
@@ -60,6 +60,9 @@ impl Storage {
 /// An open GGUF file: parsed header plus the mapped bytes.
 pub struct GgufFile {
     storage: Storage,
+    /// The path given to [`GgufFile::open`] and the file's metadata as it
+    /// was when mapped (`None` for an image from memory).
+    source: Option<(PathBuf, std::fs::Metadata)>,
     version: u32,
     metadata: Vec<(String, Value)>,
     meta_index: HashMap<String, usize>,
@@ -89,11 +92,21 @@ impl GgufFile {
             source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
         // SAFETY: the mapping is read-only. If another process truncates or
         // rewrites the file while it is mapped, reads may fault or see new
         // bytes; this is the usual contract of memory-mapped model files.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Self::parse(Storage::Mapped(map))
+        let mut parsed = Self::parse(Storage::Mapped(map))?;
+        parsed.source = Some((path.to_path_buf(), meta));
+        Ok(parsed)
+    }
+
+    /// The path the file was opened from and its metadata as it was when
+    /// mapped (size, modification time, inode), or `None` for an image
+    /// parsed from memory.
+    pub fn source(&self) -> Option<(&Path, &std::fs::Metadata)> {
+        self.source.as_ref().map(|(p, m)| (p.as_path(), m))
     }
 
     /// Parse a GGUF image held in memory.
@@ -185,6 +198,7 @@ impl GgufFile {
 
         Ok(GgufFile {
             storage,
+            source: None,
             version,
             metadata,
             meta_index,

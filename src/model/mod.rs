@@ -135,7 +135,11 @@ impl Model {
         let arch_name = file.get_str("general.architecture")?;
         let spec = arch::lookup(arch_name)?;
         let mut config = Config::from_gguf(&file, spec)?;
-        let shard = ShardInfo::from_gguf(&file)?;
+        // A shard file vouches for its parent's digest only once its tensors
+        // match the hashes it records.
+        let shard = ShardInfo::from_gguf(&file)?
+            .map(|s| s.verified(&file))
+            .transpose()?;
         let available = shard
             .as_ref()
             .map_or(0..config.n_layer, |s| s.layers.clone());

@@ -7,6 +7,7 @@
 //! - [`frame`]: the activation wire format.
 //! - [`node`]: a loaded shard serving sessions frame by frame.
 //! - [`plan`]: memory estimates and layer ranges for a set of nodes.
+//! - [`verify`]: stamps remembering shard files whose tensors were checked.
 //!
 //! Determinism: a shard's output bits depend only on the model and the
 //! inputs, not on the thread count nor on how a prompt is split into forward
@@ -20,9 +21,11 @@ pub mod node;
 pub mod plan;
 pub mod split;
 pub mod transport;
+pub mod verify;
 
 pub use digest::Digest;
 pub use frame::{DType, Frame, FrameKind};
 pub use node::{ForwardResult, NodeLimits, ShardNode};
 pub use plan::{plan, Assignment, MemoryEstimate, ModelCost, NodeSpec};
 pub use split::{even_ranges, parse_ranges, split, ShardInfo};
+pub use verify::Verified;

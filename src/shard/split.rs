@@ -13,12 +13,15 @@
 //! | `strata.shard.tensor_names`, `strata.shard.tensor_hashes` | every parent tensor's name and hash |
 //!
 //! From the last two, a node re-derives the parent digest and checks its own
-//! tensors without any other shard.
+//! tensors without any other shard. Loading a model from a shard file does
+//! that check ([`ShardInfo::verified`]); [`super::verify`] remembers files
+//! that passed it.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::digest::{self, Digest};
+use super::verify::{self, Verified};
 use crate::gguf::{GgufFile, GgufWriter, TensorData, TensorInfo, Value};
 use crate::{Error, Result};
 
@@ -38,6 +41,8 @@ pub struct ShardInfo {
     pub parent: Digest,
     metadata_hash: Digest,
     tensor_hashes: Vec<(String, Digest)>,
+    /// How the file's tensors were checked, once they were.
+    verification: Option<Verified>,
 }
 
 impl ShardInfo {
@@ -88,7 +93,26 @@ impl ShardInfo {
             parent,
             metadata_hash,
             tensor_hashes,
+            verification: None,
         }))
+    }
+
+    /// This description after checking `file`'s tensors against the
+    /// recorded hashes ([`verify_tensors`](Self::verify_tensors)), unless a
+    /// stamp says this unchanged file passed before (see [`super::verify`]).
+    /// Only a verified shard may serve under the parent's digest.
+    pub fn verified(mut self, file: &GgufFile) -> Result<ShardInfo> {
+        let dir = verify::cache_dir();
+        let how = verify::verify_cached(file, &self.parent, dir.as_deref(), || {
+            self.verify_tensors(file)
+        })?;
+        self.verification = Some(how);
+        Ok(self)
+    }
+
+    /// How the tensors were checked: `None` until [`verified`](Self::verified).
+    pub fn verification(&self) -> Option<Verified> {
+        self.verification
     }
 
     /// Hash this file's tensors and compare each with the parent's record.
@@ -96,12 +120,7 @@ impl ShardInfo {
         for (name, d) in digest::tensor_hashes(file) {
             match self.tensor_hashes.iter().find(|(n, _)| *n == name) {
                 Some((_, want)) if *want == d => {}
-                Some(_) => {
-                    return Err(Error::BadTensor {
-                        name,
-                        reason: "its bytes do not match the parent model's".into(),
-                    })
-                }
+                Some(_) => return Err(Error::ShardTensorMismatch { tensor: name }),
                 None => {
                     return Err(Error::BadTensor {
                         name,
