@@ -232,3 +232,56 @@ fn counts_whose_byte_size_overflows_are_rejected() {
         other => panic!("accepted or wrong error: {other:?}"),
     }
 }
+
+/// Token ids travel only as u32, and float rows never as u32: a frame that
+/// mixes them is refused when it is built, decoded or read, and a node
+/// refuses it too.
+#[test]
+fn token_ids_in_a_float_dtype_are_refused() {
+    let ids = Frame::tokens(model(), 9, 0, &[1, 2, 3, 4]);
+    // Built directly.
+    for dt in [DType::F32, DType::F16, DType::BF16, DType::U32] {
+        let r = Frame::floats(FrameKind::Tokens, dt, model(), 0, 9, 0, 1, &[1.0, 2.0]);
+        assert!(
+            matches!(r, Err(Error::InvalidParameter { name: "dtype", .. })),
+            "tokens as {dt:?}: {r:?}"
+        );
+    }
+    let r = Frame::floats(
+        FrameKind::Hidden,
+        DType::U32,
+        model(),
+        3,
+        9,
+        0,
+        2,
+        &[1.0, 2.0],
+    );
+    assert!(
+        matches!(r, Err(Error::InvalidParameter { name: "dtype", .. })),
+        "{r:?}"
+    );
+    // Decoded: the dtype byte of a token frame set to each float dtype (the
+    // payload length still fits an f32 frame of width 1).
+    for dt in [DType::F32, DType::F16, DType::BF16] {
+        let mut b = ids.encode();
+        b[7] = dt as u8;
+        let r = Frame::decode(&reseal(b));
+        assert!(
+            matches!(r, Err(Error::FrameMalformed { field: "dtype", .. })),
+            "decoded token frame as {dt:?}: {r:?}"
+        );
+    }
+    // Read: a frame assembled in memory with the wrong dtype.
+    let forged = Frame {
+        dtype: DType::F32,
+        ..ids.clone()
+    };
+    assert!(forged.token_ids().is_err());
+    let forged_hidden = Frame {
+        kind: FrameKind::Hidden,
+        dtype: DType::U32,
+        ..ids
+    };
+    assert!(forged_hidden.values().is_err());
+}
