@@ -171,7 +171,7 @@ fn connections_over_the_bound_are_refused_and_sessions_go_on() {
         ..ServeLimits::default()
     };
     let addr = start(&node, limits);
-    let mut p = Pipeline::connect(&[addr.clone()], 1).unwrap();
+    let mut p = Pipeline::connect(std::slice::from_ref(&addr), 1).unwrap();
     let got = p.forward_tokens(0, &[5, 6, 7]).unwrap();
     assert!(same_bits(&got, &local_logits(&node, 101, 0, &[5, 6, 7])));
     // A second connection takes the last slot; a third is refused.
