@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build the library once and run every binding's tests against it:
 #
-#   C    bindings/c: the example and the misuse suite, each linked to the
-#        shared and to the static library, run under valgrind (zero errors,
-#        zero leaks; see bindings/c/valgrind.supp for the worker-thread
-#        blocks it allows); the example's greedy text must equal
-#        `strata generate --temp 0` on the real model.
+#   C    bindings/c: the example, the misuse suite and the panic test, each
+#        linked to the shared and to the static library, run under valgrind
+#        (zero errors, zero leaks; see bindings/c/valgrind.supp for the
+#        worker-thread blocks it allows); the example's greedy text must
+#        equal `strata generate --temp 0` on the real model. The panic test
+#        links to a second build with `--features ffi-test-panic` (in
+#        $target/ffi-panic), the only one that exports its hook.
 #   C++  bindings/cpp: the RAII wrapper's test program.
 #   Py   bindings/python: pytest, in a venv under the target dir.
 #   Go   bindings/go: go vet and go test.
@@ -42,6 +44,17 @@ cli=$libdir/strata
 for f in libstrata.so libstrata.a strata; do
   [ -e "$libdir/$f" ] || { log "missing $libdir/$f"; exit 1; }
 done
+# The same library plus the strata_test_panic hook, for test_panic.c. Its own
+# target dir: building the feature into $target would replace the
+# libstrata.so/.a the other suites test (and every later plain build would
+# rebuild the crate again).
+panic_libdir=$target/ffi-panic/release
+log "building the library with the ffi-test-panic hook (into $target/ffi-panic)"
+CARGO_TARGET_DIR=$target/ffi-panic cargo build --release -p strata --lib --features ffi-test-panic --quiet
+if nm -D --defined-only "$libdir/libstrata.so" | grep -q strata_test_panic; then
+  log "$libdir/libstrata.so exports strata_test_panic: the test hook leaked into the normal build"
+  exit 1
+fi
 
 models=${STRATA_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/strata/models}
 real=${STRATA_TEST_MODEL:-$models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -57,7 +70,7 @@ passed=()
 
 # ---- C ----------------------------------------------------------------------
 log "C: compiling with -Wall -Werror against include/strata.h (shared and static)"
-make -s -C bindings/c ROOT="$root" LIBDIR="$libdir" OUT="$work/c" all
+make -s -C bindings/c ROOT="$root" LIBDIR="$libdir" PANIC_LIBDIR="$panic_libdir" OUT="$work/c" all panic
 vg() { # name, command...: run under valgrind (program output in $work/name.out/.err),
        # print its summary, fail on any error
   local name=$1; shift
@@ -79,6 +92,8 @@ for link in shared static; do
   sed 's/^/  /' "$work/test_misuse-$link.out"
   vg "generate-$link" "$work/c/generate-$link" "$work/a.gguf" "Hello" 8
   grep -h "pipeline: 2 shards" "$work/generate-$link.err" | sed 's/^/  /'
+  vg "test_panic-$link" "$work/c/test_panic-$link" "$work/a.gguf"
+  sed 's/^/  /' "$work/test_panic-$link.out"
 done
 prompt="The capital of France is"
 "$work/c/generate-shared" "$real" "$prompt" 24 >"$work/c.txt" 2>"$work/c.err" || { cat "$work/c.err"; exit 1; }

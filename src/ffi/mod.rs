@@ -17,7 +17,9 @@
 //! Files, one per thing owned: `boundary` (the panic boundary), `status`
 //! (status codes), `error` (thread-local last error), `args` (argument
 //! checks and copy-out), `log` (the log callback), `model`, `tokenize`,
-//! `session`, `sampler`, `generate`, `frame`, `shard`, `split`.
+//! `session`, `sampler`, `generate`, `frame`, `shard`, `split`; and, with
+//! the `ffi-test-panic` feature only, `test_panic` (a hook for the C tests,
+//! not in the header).
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
@@ -68,6 +70,10 @@ pub mod shard;
 pub mod split;
 pub mod status;
 pub mod tokenize;
+
+// Only for the C test suite: an export that panics (see test_panic.rs).
+#[cfg(feature = "ffi-test-panic")]
+pub mod test_panic;
 
 use std::ffi::c_char;
 
