@@ -558,6 +558,14 @@ typedef uint32_t strata_load_stage;
 typedef bool (*strata_progress_fn)(void *user_data, strata_load_stage stage, float progress);
 
 /**
+ * How a model sums where the order matters (strata_load_options.numerics,
+ * strata_model_info.numerics). A plain integer, not a C enum, so that any
+ * value a caller passes can be checked; values other than the
+ * STRATA_NUMERICS_* constants give STRATA_INVALID_ARGUMENT.
+ */
+typedef uint32_t strata_numerics;
+
+/**
  * How to load a model. Set struct_size to sizeof(strata_load_options) and
  * start from strata_load_options_default(); NULL options mean the defaults.
  */
@@ -589,6 +597,12 @@ typedef struct strata_load_options {
      * Passed to `progress` unchanged.
      */
     void *progress_user_data;
+    /**
+     * STRATA_NUMERICS_LLAMA_CPP (default) or STRATA_NUMERICS_BATCH_INVARIANT.
+     * Sessions and shards of the model use it. (Added after the first
+     * version: a caller's struct without it gets the default.)
+     */
+    strata_numerics numerics;
 } strata_load_options;
 
 /**
@@ -652,6 +666,11 @@ typedef struct strata_model_info {
      * STRATA_MODEL_* bits.
      */
     uint32_t flags;
+    /**
+     * The STRATA_NUMERICS_* value the model was loaded with. (Added after
+     * the first version: a caller's smaller struct does not receive it.)
+     */
+    strata_numerics numerics;
 } strata_model_info;
 
 /**
@@ -813,6 +832,22 @@ typedef struct strata_layer_range {
  * The model is ready; returning false here still cancels.
  */
 #define STRATA_LOAD_DONE 4
+
+/**
+ * Bit for bit what llama.cpp's CPU backend computes (the default). As in
+ * llama.cpp, a prompt fed in one call sums attention in another order than
+ * the same tokens fed one at a time, so results depend on how a prompt is
+ * split into calls (low bits of the logits only).
+ */
+#define STRATA_NUMERICS_LLAMA_CPP 0
+
+/**
+ * Every token is computed as llama.cpp computes a single token, whatever
+ * the batch: results do not depend on how a prompt is split into calls or
+ * across shards. Decode steps equal llama.cpp's; the logits of a prompt fed
+ * in one call differ from llama.cpp's in low bits.
+ */
+#define STRATA_NUMERICS_BATCH_INVARIANT 1
 
 #ifdef __cplusplus
 extern "C" {
@@ -981,7 +1016,8 @@ enum strata_status strata_load_options_default(struct strata_load_options *optio
  *
  * Errors: STRATA_IO (cannot open), STRATA_MALFORMED_MODEL,
  * STRATA_UNSUPPORTED (architecture, tensor type, tokenizer),
- * STRATA_INVALID_ARGUMENT (a layer range outside the model, ...),
+ * STRATA_INVALID_ARGUMENT (a layer range outside the model, an unknown
+ * numerics value, ...),
  * STRATA_CANCELLED (the progress callback returned false).
  */
 enum strata_status strata_model_load(const char *path,

@@ -266,3 +266,86 @@ fn a_session_used_from_two_threads_is_refused_not_raced() {
         strata_model_free(model.0);
     }
 }
+
+/// The logits after feeding `tokens` in pieces of `chunk` tokens, in a new
+/// session on `m`.
+fn logits_fed_in_chunks(m: &Model, tokens: &[u32], chunk: usize) -> Vec<u32> {
+    unsafe {
+        let mut s = ptr::null_mut();
+        ok(strata_session_new(m.0, ptr::null(), &mut s));
+        for piece in tokens.chunks(chunk) {
+            ok(strata_session_feed(s, piece.as_ptr(), piece.len()));
+        }
+        let mut n = 0;
+        assert_eq!(
+            strata_session_logits(s, ptr::null_mut(), 0, &mut n),
+            strata_status::STRATA_BUFFER_TOO_SMALL
+        );
+        let mut logits = vec![0f32; n];
+        ok(strata_session_logits(s, logits.as_mut_ptr(), n, &mut n));
+        strata_session_free(s);
+        logits.iter().map(|x| x.to_bits()).collect()
+    }
+}
+
+/// strata_load_options.numerics: the batch-invariant mode reaches the model
+/// (its info says so, and a prompt fed in one call gives the bits it gives
+/// fed one token at a time, on several threads at once); an unknown value
+/// is refused; a caller's struct from before the field existed loads with
+/// the default.
+#[test]
+fn load_options_choose_the_numerics() {
+    let path = synth_path("numerics");
+    let with = |numerics: strata_numerics, struct_size: u32| {
+        let o = strata_load_options {
+            struct_size,
+            n_threads: 2,
+            numerics,
+            ..Default::default()
+        };
+        let mut m = ptr::null_mut();
+        let st = unsafe { strata_model_load(path.as_ptr(), &o, &mut m) };
+        (st, Model(m))
+    };
+    let info = |m: &Model| {
+        let mut i = strata_model_info {
+            struct_size: std::mem::size_of::<strata_model_info>() as u32,
+            ..Default::default()
+        };
+        ok(unsafe { strata_model_get_info(m.0, &mut i) });
+        i
+    };
+
+    let (st, m) = with(7, std::mem::size_of::<strata_load_options>() as u32);
+    assert_eq!(st, strata_status::STRATA_INVALID_ARGUMENT);
+    assert!(m.0.is_null(), "the out-parameter was written on failure");
+
+    // An old caller's struct stops before `numerics`: what lies there is not
+    // read, and the default applies.
+    let old = std::mem::offset_of!(strata_load_options, numerics) as u32;
+    let (st, m) = with(STRATA_NUMERICS_BATCH_INVARIANT, old);
+    ok(st);
+    assert_eq!(info(&m).numerics, STRATA_NUMERICS_LLAMA_CPP);
+    unsafe { strata_model_free(m.0) };
+
+    let (st, m) = with(
+        STRATA_NUMERICS_BATCH_INVARIANT,
+        std::mem::size_of::<strata_load_options>() as u32,
+    );
+    ok(st);
+    assert_eq!(info(&m).numerics, STRATA_NUMERICS_BATCH_INVARIANT);
+    let prompt: Vec<u32> = (0..24).map(|i| (i * 37 + 5) % 300).collect();
+    let whole = logits_fed_in_chunks(&m, &prompt, prompt.len());
+    std::thread::scope(|scope| {
+        for chunk in [1, 3, 7] {
+            let (m, prompt, whole) = (&m, &prompt, &whole);
+            scope.spawn(move || {
+                assert!(
+                    logits_fed_in_chunks(m, prompt, chunk) == *whole,
+                    "batch-invariant logits differ when the prompt is fed {chunk} tokens at a time"
+                );
+            });
+        }
+    });
+    unsafe { strata_model_free(m.0) };
+}

@@ -2,9 +2,9 @@
  * test_misuse.c: the C interface under misuse. Every case calls the library
  * the wrong way (NULL pointers, zero lengths, invalid UTF-8, wrong
  * struct_size, out-of-range ids, a full context, frames for the wrong model,
- * truncated or corrupt frames, callbacks that cancel or stop, re-entry) and
- * checks the exact status, that out-parameters were left alone, and that
- * the process carries on. Run under valgrind by bindings/test-all.sh.
+ * truncated or corrupt frames, callbacks that cancel or stop, re-entry, an
+ * unknown numerics value) and checks the exact status, that out-parameters
+ * were left alone, and that the process carries on. Run under valgrind by bindings/test-all.sh.
  *
  *   test_misuse MODEL OTHER_MODEL WORK_DIR
  *
@@ -190,8 +190,18 @@ static void loading(const char *path, const char *dir) {
     MUST(strata_load_options_default(&big.o));
     big.o.struct_size = 0;
     CASE(strata_model_load(path, &big.o, &m), STRATA_STRUCT_SIZE);
-    big.o.struct_size = sizeof big.o - 8;
+    /* The first published strata_load_options ended before `numerics`:
+     * smaller than that is refused, that size is accepted (and what lies
+     * past it is not read). */
+    big.o.struct_size = offsetof(strata_load_options, numerics) - 8;
     CASE(strata_model_load(path, &big.o, &m), STRATA_STRUCT_SIZE);
+    EXPECT(m == SENTINEL);
+    big.o.struct_size = offsetof(strata_load_options, numerics);
+    big.o.numerics = 0xdead;
+    CASE(strata_model_load(path, &big.o, &m), STRATA_OK);
+    strata_model_free(m);
+    m = SENTINEL;
+    big.o.numerics = STRATA_NUMERICS_LLAMA_CPP;
     big.o.struct_size = sizeof big;
     big.future[1] = 1;
     CASE(strata_model_load(path, &big.o, &m), STRATA_STRUCT_SIZE);
@@ -216,6 +226,18 @@ static void loading(const char *path, const char *dir) {
     CASE(strata_model_load(path, &o, &m), STRATA_INVALID_ARGUMENT);
     EXPECT(m == SENTINEL);
 
+    /* Numerics: only the STRATA_NUMERICS_* values. */
+    MUST(strata_load_options_default(&o));
+    EXPECT(o.numerics == STRATA_NUMERICS_LLAMA_CPP);
+    o.numerics = 2;
+    CASE(strata_model_load(path, &o, &m), STRATA_INVALID_ARGUMENT);
+    o.numerics = 0xffffffffu;
+    CASE(strata_model_load(path, &o, &m), STRATA_INVALID_ARGUMENT);
+    EXPECT(m == SENTINEL);
+    char why[512];
+    strata_last_error(why, sizeof why, NULL);
+    EXPECT(strstr(why, "numerics") != NULL);
+
     /* Progress: every stage in order; cancel at the first and at the last. */
     struct progress_log p = {.cancel_at = 0};
     MUST(strata_load_options_default(&o));
@@ -236,6 +258,47 @@ static void loading(const char *path, const char *dir) {
     o.progress_user_data = &c4;
     CASE(strata_model_load(path, &o, &m), STRATA_CANCELLED);
     EXPECT(c4.n == 4 && m == SENTINEL);
+}
+
+/* The logits (as bits) after feeding `n` tokens `chunk` at a time to a
+ * new session on `m`; returns the number of logits written to `out`. */
+static size_t logits_in_chunks(strata_model *m, const uint32_t *tokens, size_t n, size_t chunk,
+                               float *out, size_t cap) {
+    strata_session *s = NULL;
+    MUST(strata_session_new(m, NULL, &s));
+    for (size_t i = 0; i < n; i += chunk)
+        MUST(strata_session_feed(s, tokens + i, n - i < chunk ? n - i : chunk));
+    size_t len = 0;
+    MUST(strata_session_logits(s, out, cap, &len));
+    strata_session_free(s);
+    return len;
+}
+
+/* STRATA_NUMERICS_BATCH_INVARIANT: the model says it was loaded so, and a
+ * prompt fed in one call gives the same logits, bit for bit, as the same
+ * tokens fed one at a time or three at a time. */
+static void batch_invariant(const char *path) {
+    strata_load_options o = {.struct_size = sizeof o};
+    MUST(strata_load_options_default(&o));
+    o.numerics = STRATA_NUMERICS_BATCH_INVARIANT;
+    o.n_threads = 2;
+    strata_model *m = NULL;
+    CASE(strata_model_load(path, &o, &m), STRATA_OK);
+    strata_model_info i = {.struct_size = sizeof i};
+    MUST(strata_model_get_info(m, &i));
+    EXPECT(i.numerics == STRATA_NUMERICS_BATCH_INVARIANT);
+    enum { N = 20, CAP = 4096 };
+    EXPECT(i.n_vocab <= CAP);
+    uint32_t prompt[N];
+    for (uint32_t k = 0; k < N; k++) prompt[k] = (k * 37 + 5) % i.n_vocab;
+    static float whole[CAP], ones[CAP], threes[CAP];
+    size_t n = logits_in_chunks(m, prompt, N, N, whole, CAP);
+    EXPECT(n == i.n_vocab);
+    EXPECT(logits_in_chunks(m, prompt, N, 1, ones, CAP) == n &&
+           memcmp(whole, ones, n * sizeof(float)) == 0);
+    EXPECT(logits_in_chunks(m, prompt, N, 3, threes, CAP) == n &&
+           memcmp(whole, threes, n * sizeof(float)) == 0);
+    strata_model_free(m);
 }
 
 static void info(strata_model *m) {
@@ -755,6 +818,7 @@ int main(int argc, char **argv) {
     const char *path = argv[1], *other = argv[2], *dir = argv[3];
     general();
     loading(path, dir);
+    batch_invariant(path);
     strata_model *m = load(path, 0, 0);
     info(m);
     tokenizing(m);

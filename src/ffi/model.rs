@@ -11,7 +11,7 @@ use super::args::{self, Out, OutBuf, OutStruct, SizedStruct};
 use super::boundary::{fail, FfiResult};
 use super::status::strata_status::{self, *};
 use crate::gguf::{GgufFile, Value};
-use crate::{LoadOptions, Model};
+use crate::{LoadOptions, Model, Numerics};
 
 /// A loaded model, or a contiguous range of its layers (a shard). Immutable
 /// and thread-safe: any number of threads may call functions that take a
@@ -43,6 +43,43 @@ pub type strata_progress_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, stage: strata_load_stage, progress: f32) -> bool,
 >;
 
+/// How a model sums where the order matters (strata_load_options.numerics,
+/// strata_model_info.numerics). A plain integer, not a C enum, so that any
+/// value a caller passes can be checked; values other than the
+/// STRATA_NUMERICS_* constants give STRATA_INVALID_ARGUMENT.
+pub type strata_numerics = u32;
+/// Bit for bit what llama.cpp's CPU backend computes (the default). As in
+/// llama.cpp, a prompt fed in one call sums attention in another order than
+/// the same tokens fed one at a time, so results depend on how a prompt is
+/// split into calls (low bits of the logits only).
+pub const STRATA_NUMERICS_LLAMA_CPP: strata_numerics = 0;
+/// Every token is computed as llama.cpp computes a single token, whatever
+/// the batch: results do not depend on how a prompt is split into calls or
+/// across shards. Decode steps equal llama.cpp's; the logits of a prompt fed
+/// in one call differ from llama.cpp's in low bits.
+pub const STRATA_NUMERICS_BATCH_INVARIANT: strata_numerics = 1;
+
+fn numerics_from_c(v: strata_numerics) -> FfiResult<Numerics> {
+    match v {
+        STRATA_NUMERICS_LLAMA_CPP => Ok(Numerics::LlamaCpp),
+        STRATA_NUMERICS_BATCH_INVARIANT => Ok(Numerics::BatchInvariant),
+        other => Err(fail(
+            STRATA_INVALID_ARGUMENT,
+            format!(
+                "numerics is {other}; use STRATA_NUMERICS_LLAMA_CPP (0) or \
+                 STRATA_NUMERICS_BATCH_INVARIANT (1)"
+            ),
+        )),
+    }
+}
+
+fn numerics_to_c(n: Numerics) -> strata_numerics {
+    match n {
+        Numerics::LlamaCpp => STRATA_NUMERICS_LLAMA_CPP,
+        Numerics::BatchInvariant => STRATA_NUMERICS_BATCH_INVARIANT,
+    }
+}
+
 /// How to load a model. Set struct_size to sizeof(strata_load_options) and
 /// start from strata_load_options_default(); NULL options mean the defaults.
 #[repr(C)]
@@ -63,6 +100,10 @@ pub struct strata_load_options {
     pub progress: strata_progress_fn,
     /// Passed to `progress` unchanged.
     pub progress_user_data: *mut c_void,
+    /// STRATA_NUMERICS_LLAMA_CPP (default) or STRATA_NUMERICS_BATCH_INVARIANT.
+    /// Sessions and shards of the model use it. (Added after the first
+    /// version: a caller's struct without it gets the default.)
+    pub numerics: strata_numerics,
 }
 
 impl Default for strata_load_options {
@@ -74,13 +115,15 @@ impl Default for strata_load_options {
             layer_end: 0,
             progress: None,
             progress_user_data: std::ptr::null_mut(),
+            numerics: STRATA_NUMERICS_LLAMA_CPP,
         }
     }
 }
 
 unsafe impl SizedStruct for strata_load_options {
     const NAME: &'static str = "strata_load_options";
-    const MIN_SIZE: usize = size_of::<Self>();
+    // The first version ended with progress_user_data.
+    const MIN_SIZE: usize = std::mem::offset_of!(strata_load_options, numerics);
 }
 
 /// No token: used in strata_model_info fields for a special token the model lacks.
@@ -130,11 +173,15 @@ pub struct strata_model_info {
     pub eot: u32,
     /// STRATA_MODEL_* bits.
     pub flags: u32,
+    /// The STRATA_NUMERICS_* value the model was loaded with. (Added after
+    /// the first version: a caller's smaller struct does not receive it.)
+    pub numerics: strata_numerics,
 }
 
 unsafe impl SizedStruct for strata_model_info {
     const NAME: &'static str = "strata_model_info";
-    const MIN_SIZE: usize = size_of::<Self>();
+    // The first version ended with flags.
+    const MIN_SIZE: usize = std::mem::offset_of!(strata_model_info, numerics);
 }
 
 impl strata_model {
@@ -190,7 +237,8 @@ fn report(opts: &strata_load_options, stage: strata_load_stage, progress: f32) -
 ///
 /// Errors: STRATA_IO (cannot open), STRATA_MALFORMED_MODEL,
 /// STRATA_UNSUPPORTED (architecture, tensor type, tokenizer),
-/// STRATA_INVALID_ARGUMENT (a layer range outside the model, ...),
+/// STRATA_INVALID_ARGUMENT (a layer range outside the model, an unknown
+/// numerics value, ...),
 /// STRATA_CANCELLED (the progress callback returned false).
 #[no_mangle]
 pub unsafe extern "C" fn strata_model_load(
@@ -212,6 +260,7 @@ pub unsafe extern "C" fn strata_model_load(
             }
             (s, e) => Some(s as usize..e as usize),
         };
+        let numerics = numerics_from_c(opts.numerics)?;
         let t0 = Instant::now();
         log_info!("loading {}", path.display());
         let file = Arc::new(GgufFile::open(&path)?);
@@ -226,7 +275,7 @@ pub unsafe extern "C" fn strata_model_load(
         let load = LoadOptions {
             n_threads: (opts.n_threads > 0).then_some(opts.n_threads as usize),
             layers,
-            ..Default::default()
+            numerics,
         };
         let m = Model::from_file(file, &load)?;
         report(&opts, STRATA_LOAD_LAYERS_BOUND, 0.75)?;
@@ -300,6 +349,7 @@ pub unsafe extern "C" fn strata_model_get_info(
             eos: id(tok.eos()),
             eot: id(tok.eot()),
             flags,
+            numerics: numerics_to_c(m.numerics()),
         });
         Ok(())
     })
