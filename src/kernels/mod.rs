@@ -28,9 +28,20 @@
 //! tokens (`x86_tile.rs`, AVX-512 VNNI) with the same bits per (row, token),
 //! or the row kernel once per token where a level has none.
 //!
-//! `STRATA_FORCE_SCALAR=1` (read once per process) makes [`row_dot`] and
-//! [`tile_dot`] hand out the scalar reference; `STRATA_ISA=<level name>`
-//! caps the level.
+//! Two environment variables, read once per process, override the choice
+//! (for measuring and for checking one level end to end):
+//!
+//! - `STRATA_FORCE_SCALAR`: `1`, `true` or `yes` (any case) make
+//!   [`row_dot`] and [`tile_dot`] hand out only the scalar reference; `0`,
+//!   `false`, `no` or an empty value leave the choice alone.
+//! - `STRATA_ISA`: a level name ([`Isa::name`]: `avx512vnni`, `avx2`,
+//!   `neon`, `scalar-avx2`, `scalar`) caps the level rather than pinning
+//!   it: that level and the slower ones after it in [`Isa::ALL`] may be
+//!   used, so types without a kernel at the named level, and a CPU without
+//!   it, fall back to the next level down. An empty value sets no cap.
+//!
+//! `STRATA_FORCE_SCALAR` wins over `STRATA_ISA`. Any other value is ignored
+//! with one warning on stderr (a library does not end its host process).
 
 use std::sync::OnceLock;
 
@@ -251,23 +262,148 @@ fn rows_scalar<B: BlockFormat>(w: &[u8], a: &[u8], out: &mut [f32]) {
     unsafe { rows::<Reference<B>>(w, a, out) }
 }
 
+/// How a `STRATA_FORCE_SCALAR` value reads: `Ok(true)` for `1`, `true`,
+/// `yes`; `Ok(false)` for `0`, `false`, `no` and the empty string (any case,
+/// surrounding blanks ignored); otherwise the warning to print.
+pub(crate) fn parse_force_scalar(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        _ => Err(format!(
+            "STRATA_FORCE_SCALAR={value:?} is not one of 1, true, yes (force the scalar \
+             kernels) or 0, false, no (do not); ignored"
+        )),
+    }
+}
+
+/// How a `STRATA_ISA` value reads: the level it names (any case,
+/// surrounding blanks ignored), `Ok(None)` for the empty string (no cap),
+/// otherwise the warning to print.
+pub(crate) fn parse_isa(value: &str) -> Result<Option<Isa>, String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    Isa::ALL
+        .iter()
+        .find(|i| i.name().eq_ignore_ascii_case(v))
+        .map(|&i| Some(i))
+        .ok_or_else(|| {
+            let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+            format!(
+                "STRATA_ISA={value:?} is not a kernel level ({}); ignored",
+                names.join(", ")
+            )
+        })
+}
+
+/// The levels allowed by the two variables' values (`None`: unset), fastest
+/// first, and the warnings their values call for.
+fn levels_for(force_scalar: Option<&str>, isa: Option<&str>) -> (&'static [Isa], Vec<String>) {
+    let mut warnings = Vec::new();
+    let force = match force_scalar.map(parse_force_scalar) {
+        Some(Err(w)) => {
+            warnings.push(w);
+            false
+        }
+        r => r == Some(Ok(true)),
+    };
+    let cap = match isa.map(parse_isa) {
+        Some(Err(w)) => {
+            warnings.push(w);
+            None
+        }
+        r => r.and_then(Result::ok).flatten(),
+    };
+    if force {
+        return (&[Isa::Scalar], warnings);
+    }
+    let from = cap
+        .and_then(|c| Isa::ALL.iter().position(|&i| i == c))
+        .unwrap_or(0);
+    (&Isa::ALL[from..], warnings)
+}
+
 /// The levels [`row_dot`] may use, fastest first (read once per process):
-/// all of [`Isa::ALL`]; only `Scalar` if `STRATA_FORCE_SCALAR` is set; or,
-/// if `STRATA_ISA` names a level (`avx2`, `scalar-avx2`, ...), that level
-/// and the ones after it (for measuring one level end to end).
+/// all of [`Isa::ALL`], or as `STRATA_FORCE_SCALAR` and `STRATA_ISA` say
+/// (see the module documentation). Warnings about their values go to
+/// stderr, once.
 fn allowed_levels() -> &'static [Isa] {
     static LEVELS: OnceLock<&'static [Isa]> = OnceLock::new();
     LEVELS.get_or_init(|| {
-        if std::env::var_os("STRATA_FORCE_SCALAR").is_some() {
-            return &[Isa::Scalar];
+        let var = |name: &str| match std::env::var(name) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            // Not UTF-8: no documented value, so a warning.
+            Err(std::env::VarError::NotUnicode(v)) => Some(v.to_string_lossy().into_owned()),
+        };
+        let (force, isa) = (var("STRATA_FORCE_SCALAR"), var("STRATA_ISA"));
+        let (levels, mut warnings) = levels_for(force.as_deref(), isa.as_deref());
+        let cap = isa.as_deref().and_then(|v| parse_isa(v).ok().flatten());
+        if let Some(top) = cap.filter(|c| levels.first() == Some(c) && !c.is_available()) {
+            warnings.push(format!(
+                "STRATA_ISA={top}: this CPU cannot run that level; using the fastest one below it"
+            ));
         }
-        let cap = std::env::var("STRATA_ISA").ok();
-        let from = Isa::ALL
-            .iter()
-            .position(|i| Some(i.name()) == cap.as_deref())
-            .unwrap_or(0);
-        &Isa::ALL[from..]
+        for w in warnings {
+            eprintln!("strata: {w}");
+        }
+        levels
     })
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::{levels_for, parse_force_scalar, parse_isa, Isa};
+
+    #[test]
+    fn force_scalar_reads_only_the_documented_values() {
+        for v in ["1", "true", "yes", "TRUE", " Yes "] {
+            assert_eq!(parse_force_scalar(v), Ok(true), "{v:?}");
+        }
+        for v in ["0", "false", "no", "", "False", " NO"] {
+            assert_eq!(parse_force_scalar(v), Ok(false), "{v:?}");
+        }
+        for v in ["2", "on", "y", "scalar"] {
+            let w = parse_force_scalar(v).unwrap_err();
+            assert!(
+                w.contains("STRATA_FORCE_SCALAR") && w.contains("ignored"),
+                "{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn isa_reads_the_level_names() {
+        for isa in Isa::ALL {
+            assert_eq!(parse_isa(isa.name()), Ok(Some(isa)));
+            assert_eq!(parse_isa(&isa.name().to_uppercase()), Ok(Some(isa)));
+        }
+        assert_eq!(parse_isa(""), Ok(None));
+        assert_eq!(parse_isa("  "), Ok(None));
+        for v in ["avx", "sse2", "avx512", "AVX-2"] {
+            let w = parse_isa(v).unwrap_err();
+            assert!(w.contains("STRATA_ISA") && w.contains("avx2"), "{w}");
+        }
+    }
+
+    #[test]
+    fn the_variables_make_the_levels() {
+        let all: &[Isa] = &Isa::ALL;
+        assert_eq!(levels_for(None, None), (all, vec![]));
+        assert_eq!(levels_for(Some("0"), None), (all, vec![]));
+        assert_eq!(levels_for(Some(""), None), (all, vec![]));
+        assert_eq!(levels_for(Some("1"), None).0, &[Isa::Scalar]);
+        assert_eq!(levels_for(Some("yes"), Some("avx2")).0, &[Isa::Scalar]);
+        let (levels, warnings) = levels_for(None, Some("avx2"));
+        assert_eq!(levels[0], Isa::Avx2);
+        assert_eq!(levels.last(), Some(&Isa::Scalar));
+        assert!(warnings.is_empty());
+        // Unknown values: ignored, one warning each.
+        let (levels, warnings) = levels_for(Some("maybe"), Some("sse9"));
+        assert_eq!(levels, all);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+    }
 }
 
 /// Whether the hand-written x86-64 code (AVX2 + FMA + F16C and up) may run
