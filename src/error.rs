@@ -4,6 +4,13 @@
 
 use std::path::PathBuf;
 
+/// `'PATH' is ` before a message about a file, when there is one.
+fn file_prefix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!("'{}' is ", p.display()))
+        .unwrap_or_default()
+}
+
 /// Everything that can go wrong in Strata.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -14,8 +21,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("not a GGUF file: magic {found:#010x} at offset 0 (expected 0x46554747, \"GGUF\")")]
-    BadMagic { found: u32 },
+    #[error("{}not a GGUF file: magic {found:#010x} at offset 0 (expected 0x46554747, \"GGUF\")", file_prefix(.path))]
+    BadMagic {
+        /// The file, when the image came from one.
+        path: Option<PathBuf>,
+        found: u32,
+    },
     #[error("unsupported GGUF version {found} at offset 4 (supported: 2, 3)")]
     UnsupportedVersion { found: u32 },
     #[error("GGUF file truncated while reading {what}: {needed} bytes needed at offset {offset}, but the file has {len}")]

@@ -97,7 +97,13 @@ impl GgufFile {
         // rewrites the file while it is mapped, reads may fault or see new
         // bytes; this is the usual contract of memory-mapped model files.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        let mut parsed = Self::parse(Storage::Mapped(map))?;
+        let mut parsed = Self::parse(Storage::Mapped(map)).map_err(|e| match e {
+            Error::BadMagic { found, .. } => Error::BadMagic {
+                path: Some(path.to_path_buf()),
+                found,
+            },
+            e => e,
+        })?;
         parsed.source = Some((path.to_path_buf(), meta));
         Ok(parsed)
     }
@@ -121,7 +127,10 @@ impl GgufFile {
         };
         let magic = c.u32("magic")?;
         if magic != MAGIC {
-            return Err(Error::BadMagic { found: magic });
+            return Err(Error::BadMagic {
+                path: None,
+                found: magic,
+            });
         }
         let version = c.u32("version")?;
         if version != 2 && version != 3 {
