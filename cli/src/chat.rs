@@ -118,7 +118,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let params = GenerateParams {
-        max_tokens: a.get("n-predict")?.unwrap_or(512),
+        max_tokens: a.get("n-predict")?.unwrap_or(crate::usage::CHAT_N_PREDICT),
         sampler: crate::sampler_params(&a)?,
         add_special: false,
         parse_special: true,

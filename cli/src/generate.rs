@@ -35,7 +35,9 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         return crate::shard::generate_routed(&a, route, &prompt, json);
     }
     let params = GenerateParams {
-        max_tokens: a.get("n-predict")?.unwrap_or(128),
+        max_tokens: a
+            .get("n-predict")?
+            .unwrap_or(crate::usage::GENERATE_N_PREDICT),
         sampler: crate::sampler_params(&a)?,
         stop: a.all("stop"),
         ..Default::default()

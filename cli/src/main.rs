@@ -8,65 +8,76 @@ mod fetch;
 mod generate;
 mod info;
 mod shard;
+mod stop;
 mod synth;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-strata — an embeddable LLM inference runtime
-
-USAGE:
-  strata generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
-                  [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]
-                  [--stop TEXT]... [--json]
-  strata chat     [-m MODEL] [--system TEXT] [-n N] [--temp T] [--seed S] [-t THREADS]
-  strata info     MODEL [--json]
-  strata bench    [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r 5] [--vs llama.cpp] [--json]
-  strata split    [-m MODEL] (--shards N | --layers 0..10,10..20) [-o DIR]
-  strata plan     [-m MODEL] --node NAME:MEMORY:SPEED... [-c CTX] [--json]
-  strata shard serve [-m MODEL] [--layers A..B] [--listen 127.0.0.1:7070] [-t THREADS]
-                  [--max-sessions N] [-c CTX] [--dtype f32|f16|bf16]
-  strata generate [-m MODEL] --route HOST:PORT,HOST:PORT,... -p PROMPT [-n N] [--json]
-  strata synth    -o OUT.gguf [--layers N] [--embd N] [--ff N] [--heads N] [--kv-heads N]
-                  [--vocab N] [--type Q4_0] [--embd-type Q8_0] [--tokenizer-from MODEL] [--seed S]
-
-Without -m, the default model (SmolLM2-135M-Instruct Q4_1) is fetched on first use
-and cached in $STRATA_MODELS_DIR or ~/.cache/strata/models.
-";
-
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = argv.split_first() else {
-        eprint!("{USAGE}");
+        eprint!("{}", usage::top());
         return ExitCode::from(2);
     };
-    let result = match cmd.as_str() {
-        "generate" => generate::run(rest),
-        "chat" => chat::run(rest),
-        "info" => info::run(rest),
-        "synth" => synth::run(rest),
-        "bench" => bench::run(rest),
+    // Each command answers `-h`/`--help` through `Args::parse` (which
+    // returns `args::HELP`); `usage` is what to print then.
+    let (usage, result): (fn() -> String, _) = match cmd.as_str() {
+        "generate" => (usage::generate, generate::run(rest)),
+        "chat" => (usage::chat, chat::run(rest)),
+        "info" => (usage::info, info::run(rest)),
+        "synth" => (usage::synth, synth::run(rest)),
+        "bench" => (usage::bench, bench::run(rest)),
         // Internal: one engine of `strata bench`, driven over stdin/stdout.
-        "bench-worker" => bench_worker::run(rest),
-        "split" => shard::split(rest),
-        "plan" => shard::plan(rest),
+        "bench-worker" => (usage::bench_worker, bench_worker::run(rest)),
+        "split" => (usage::split, shard::split(rest)),
+        "plan" => (usage::plan, shard::plan(rest)),
         "shard" => match rest.split_first() {
-            Some((sub, r)) if sub == "serve" => shard::serve_cmd(r),
-            _ => Err("usage: strata shard serve -m MODEL [--layers A..B] [--listen ADDR]".into()),
+            Some((sub, r)) if sub == "serve" => (usage::shard_serve, shard::serve_cmd(r)),
+            Some((h, _)) if h == "-h" || h == "--help" => (usage::shard, Err(args::HELP.into())),
+            Some((other, _)) => (
+                usage::shard,
+                Err(format!(
+                    "unknown shard command '{other}'\n\n{}",
+                    usage::shard()
+                )),
+            ),
+            None => (
+                usage::shard,
+                Err(format!("shard needs a command\n\n{}", usage::shard())),
+            ),
         },
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            Ok(())
-        }
+        "-h" | "--help" => (usage::top, Err(args::HELP.into())),
+        "help" => match usage::of(rest) {
+            Some(text) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            None => (
+                usage::top,
+                Err(format!(
+                    "no command '{}'\n\n{}",
+                    rest.join(" "),
+                    usage::top()
+                )),
+            ),
+        },
         "-V" | "--version" => {
             println!("strata {} ({})", strata::VERSION, strata::BUILD_TARGET);
-            Ok(())
+            return ExitCode::SUCCESS;
         }
-        other => Err(format!("unknown command '{other}'\n\n{USAGE}")),
+        other => (
+            usage::top,
+            Err(format!("unknown command '{other}'\n\n{}", usage::top())),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e == args::HELP => {
+            print!("{}", usage());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("strata: {e}");
             ExitCode::FAILURE

@@ -10,8 +10,8 @@ use std::time::Instant;
 use crate::args::Args;
 use strata::gguf::GgufFile;
 use strata::shard::transport::{serve, Pipeline};
-use strata::shard::{self, DType, ModelCost, NodeLimits, NodeSpec, ShardNode};
-use strata::{LoadOptions, Model};
+use strata::shard::{self, DType, Digest, ModelCost, NodeLimits, NodeSpec, ShardInfo, ShardNode};
+use strata::{LoadOptions, Model, StopReason};
 
 fn e(x: impl std::fmt::Display) -> String {
     x.to_string()
@@ -38,6 +38,8 @@ pub fn split(raw: &[String]) -> Result<(), String> {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "model".into());
+    std::fs::create_dir_all(out)
+        .map_err(|x| format!("cannot create the output directory {}: {x}", out.display()))?;
     let t = Instant::now();
     let files = shard::split(&file, &ranges, out, &stem).map_err(e)?;
     let cost = ModelCost::from_gguf(&file).map_err(e)?;
@@ -91,7 +93,7 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
     let path = crate::model_path(&a)?;
     let file = GgufFile::open(&path).map_err(e)?;
     let cost = ModelCost::from_gguf(&file).map_err(e)?;
-    let n_ctx: usize = a.get("ctx-size")?.unwrap_or(4096);
+    let n_ctx: usize = a.get("ctx-size")?.unwrap_or(crate::usage::PLAN_CTX);
     let nodes: Vec<NodeSpec> = a
         .all("node")
         .iter()
@@ -99,15 +101,21 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
             let parts: Vec<&str> = s.split(':').collect();
             if parts.len() != 3 {
                 return Err(format!(
-                    "--node {s}: expected NAME:MEMORY:SPEED, e.g. a:4G:1.0"
+                    "--node {s}: expected NAME:MEMORY:SPEED, e.g. a:4G:1.0 (MEMORY in bytes \
+                     with K/M/G/T; SPEED the node's weight-read speed relative to the \
+                     others, e.g. its memory bandwidth in GB/s; see strata plan --help)"
                 ));
             }
             Ok(NodeSpec {
                 name: parts[0].to_string(),
                 free_bytes: parse_bytes(parts[1])?,
-                speed: parts[2]
-                    .parse()
-                    .map_err(|_| format!("--node {s}: bad speed"))?,
+                speed: parts[2].parse().map_err(|_| {
+                    format!(
+                        "--node {s}: SPEED '{}' is not a number (the node's weight-read \
+                             speed relative to the others, e.g. its memory bandwidth in GB/s)",
+                        parts[2]
+                    )
+                })?,
             })
         })
         .collect::<Result<_, String>>()?;
@@ -178,8 +186,10 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
     };
     let model = Model::load(&path, &opts).map_err(e)?;
     let limits = NodeLimits {
-        max_sessions: a.get("max-sessions")?.unwrap_or(64),
-        n_ctx: a.get("ctx-size")?.unwrap_or(4096),
+        max_sessions: a
+            .get("max-sessions")?
+            .unwrap_or(crate::usage::SERVE_MAX_SESSIONS),
+        n_ctx: a.get("ctx-size")?.unwrap_or(crate::usage::SERVE_CTX),
     };
     let dtype = match a.str("dtype").unwrap_or("f32") {
         "f32" => DType::F32,
@@ -191,7 +201,7 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
         .map_err(e)?
         .with_output_dtype(dtype)
         .map_err(e)?;
-    let addr = a.str("listen").unwrap_or("127.0.0.1:7070");
+    let addr = a.str("listen").unwrap_or(crate::usage::SERVE_LISTEN);
     let listener = TcpListener::bind(addr).map_err(|x| format!("cannot listen on {addr}: {x}"))?;
     let l = node.model().layers();
     // One line on stdout when ready, so scripts and tests can wait for it.
@@ -207,54 +217,120 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
     serve(Arc::new(node), listener).map_err(e)
 }
 
-/// `strata generate --route A,B,C`: generation through remote shards.
+/// The digest of the model a local file holds: a shard file records its
+/// parent's; a whole model is hashed (every tensor is read).
+fn local_digest(file: &GgufFile) -> Result<Digest, String> {
+    Ok(match ShardInfo::from_gguf(file).map_err(e)? {
+        Some(info) => info.parent,
+        None => shard::digest::model_digest(file),
+    })
+}
+
+/// `strata generate --route A,B,C`: generation through remote shards. The
+/// nodes run the model; this process tokenizes, samples and applies the
+/// token budget (-n), the context cap (-c) and the stop strings (--stop)
+/// by the same rules as a local session.
 pub fn generate_routed(a: &Args, route: &str, prompt: &str, json: bool) -> Result<(), String> {
+    if a.str("threads").is_some() {
+        return Err(
+            "-t/--threads does nothing with --route: the nodes run the model, \
+                    with the threads their `strata shard serve -t` gave them"
+                .into(),
+        );
+    }
+    let n_ctx: Option<usize> = a.get("ctx-size")?;
+    if n_ctx == Some(0) {
+        return Err("-c must be at least 1".into());
+    }
+    let n: usize = a
+        .get("n-predict")?
+        .unwrap_or(crate::usage::GENERATE_N_PREDICT);
+    let mut sampler = strata::sampler::Sampler::new(crate::sampler_params(a)?).map_err(e)?;
     let path = crate::model_path(a)?;
     // The client only tokenizes: it reads the tokenizer from the model file.
     let file = GgufFile::open(&path).map_err(e)?;
     let tok = strata::tokenizer::Tokenizer::from_gguf(&file).map_err(e)?;
+    let ids = tok.encode(prompt, true, true).map_err(e)?;
+    if ids.is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    if let Some(c) = n_ctx.filter(|&c| ids.len() > c) {
+        return Err(format!(
+            "the prompt is {} tokens, more than the context of {c} (-c)",
+            ids.len()
+        ));
+    }
     let addrs: Vec<String> = route.split(',').map(|s| s.trim().to_string()).collect();
     let session: u64 = std::process::id() as u64 ^ 0x5354_5241_5441_0000;
     let mut p = Pipeline::connect(&addrs, session).map_err(e)?;
-    let n: usize = a.get("n-predict")?.unwrap_or(128);
-    let mut sampler = strata::sampler::Sampler::new(crate::sampler_params(a)?).map_err(e)?;
-    let ids = tok.encode(prompt, true, true).map_err(e)?;
+    // The nodes check that frames carry their model's digest, but frames
+    // carry the digest the nodes announced: only this check ties the local
+    // tokenizer to the model they run.
+    let local = local_digest(&file)?;
+    if local != p.digest() {
+        return Err(format!(
+            "{} is not the model the nodes serve: its digest is {local}, the nodes' is {}; \
+             pass -m with the file the nodes' shards were split from",
+            path.display(),
+            p.digest()
+        ));
+    }
     let t0 = Instant::now();
     let mut logits = p.forward_tokens(0, &ids).map_err(e)?;
     let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut dec = strata::tokenizer::StreamDecoder::new(&tok);
+    let mut stops = crate::stop::StopText::new(&a.all("stop"));
     let (mut out, mut text) = (Vec::new(), String::new());
     let mut stdout = std::io::stdout().lock();
     if !json {
         let _ = write!(stdout, "{prompt}");
     }
+    let show = |stdout: &mut std::io::StdoutLock, text: &mut String, piece: &str| {
+        if !json {
+            let _ = write!(stdout, "{piece}");
+            let _ = stdout.flush();
+        }
+        text.push_str(piece);
+    };
     let t1 = Instant::now();
+    let mut reason = StopReason::MaxTokens;
     while out.len() < n {
         let t = sampler.sample(&logits);
         sampler.accept(t);
         out.push(t);
         if tok.is_eog(t) {
+            reason = StopReason::EndOfGeneration;
             break;
         }
-        let piece = dec.push(t);
-        if !json {
-            let _ = write!(stdout, "{piece}");
-            let _ = stdout.flush();
+        let (piece, stopped) = stops.push(&dec.push(t));
+        show(&mut stdout, &mut text, &piece);
+        if stopped {
+            reason = StopReason::StopString;
+            break;
         }
-        text.push_str(&piece);
         if out.len() == n {
             break;
         }
-        logits = p
-            .forward_tokens((ids.len() + out.len() - 1) as u64, &[t])
-            .map_err(e)?;
+        // Positions filled so far: the prompt and every generated token but
+        // `t`, which goes in next.
+        let pos = ids.len() + out.len() - 1;
+        if n_ctx.is_some_and(|c| pos >= c) {
+            reason = StopReason::ContextFull;
+            break;
+        }
+        logits = p.forward_tokens(pos as u64, &[t]).map_err(e)?;
     }
-    text.push_str(&dec.finish());
+    if reason != StopReason::StopString {
+        // What was held back, and any incomplete character at the end.
+        let rest = stops.finish() + &dec.finish();
+        show(&mut stdout, &mut text, &rest);
+    }
     let gen_ms = t1.elapsed().as_secs_f64() * 1e3;
     p.close();
     if json {
         let v = serde_json::json!({
             "prompt_tokens": ids, "tokens": out, "text": text, "replays": p.replays,
+            "stop_reason": format!("{reason:?}"),
             "timings": {"prompt_ms": prompt_ms, "prompt_tokens_per_second": ids.len() as f64 * 1e3 / prompt_ms,
                         "generation_ms": gen_ms, "generation_tokens_per_second": out.len() as f64 * 1e3 / gen_ms}
         });
@@ -262,7 +338,7 @@ pub fn generate_routed(a: &Args, route: &str, prompt: &str, json: bool) -> Resul
     } else {
         let _ = writeln!(stdout);
         eprintln!(
-            "\n{} hops, {} tokens, {:.1} tok/s, {} replays",
+            "\n{} hops, {} tokens, {:.1} tok/s, {} replays; stop: {reason:?}",
             addrs.len(),
             out.len(),
             out.len() as f64 * 1e3 / gen_ms,
