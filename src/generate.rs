@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::sampler::{Sampler, SamplerParams};
 use crate::session::Session;
+use crate::stop::StopText;
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
 
@@ -101,11 +102,10 @@ pub struct TokenStream<'s> {
     session: &'s mut Session,
     sampler: Sampler,
     decoder: StreamDecoder,
-    stop: Vec<String>,
+    /// Decoded text, held back while it could start a stop string.
+    stop: StopText,
     max_tokens: usize,
     logits: Vec<f32>,
-    /// Text decoded but held back because it could start a stop string.
-    pending: String,
     completion: Completion,
     done: Option<StopReason>,
     started: Instant,
@@ -141,15 +141,9 @@ impl Session {
         Ok(TokenStream {
             sampler,
             decoder,
-            stop: params
-                .stop
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect(),
+            stop: StopText::new(&params.stop),
             max_tokens: params.max_tokens,
             logits,
-            pending: String::new(),
             completion: Completion {
                 prompt_tokens: prompt.to_vec(),
                 tokens: Vec::new(),
@@ -201,29 +195,12 @@ impl TokenStream<'_> {
     pub fn finish(mut self) -> Completion {
         let tail = self.decoder.finish();
         if self.completion.stop_reason != StopReason::StopString {
-            self.pending.push_str(&tail);
-            self.completion.text.push_str(&self.pending);
+            self.completion.text.push_str(&self.stop.finish());
+            self.completion.text.push_str(&tail);
         }
         self.completion.stop_reason = self.done.unwrap_or(StopReason::MaxTokens);
         self.completion.timings.generated_tokens = self.completion.tokens.len();
         self.completion
-    }
-
-    /// Text that can be released: everything in `pending` except a suffix
-    /// that is a prefix of some stop string.
-    fn release(&mut self) -> String {
-        let mut keep = 0;
-        for s in &self.stop {
-            for (i, _) in s.char_indices().skip(1) {
-                if self.pending.ends_with(&s[..i]) {
-                    keep = keep.max(i);
-                }
-            }
-        }
-        let cut = self.pending.len() - keep;
-        let out: String = self.pending[..cut].to_string();
-        self.pending.drain(..cut);
-        out
     }
 
     fn step(&mut self) -> Result<TokenEvent> {
@@ -238,22 +215,13 @@ impl TokenStream<'_> {
                 text: String::new(),
             });
         }
-        self.pending.push_str(&self.decoder.push(id));
-        if let Some((at, _)) = self
-            .stop
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()).map(|i| (i, s)))
-            .min_by_key(|(i, _)| *i)
-        {
-            self.pending.truncate(at);
-            let text = std::mem::take(&mut self.pending);
-            self.completion.text.push_str(&text);
+        let (text, stopped) = self.stop.push(&self.decoder.push(id));
+        self.completion.text.push_str(&text);
+        if stopped {
             self.completion.stop_reason = StopReason::StopString;
             self.done = Some(StopReason::StopString);
             return Ok(TokenEvent { id, text });
         }
-        let text = self.release();
-        self.completion.text.push_str(&text);
         if self.completion.tokens.len() >= self.max_tokens {
             self.done = Some(StopReason::MaxTokens);
         } else if self.session.position() >= self.session.n_ctx() {

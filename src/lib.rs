@@ -19,6 +19,7 @@ pub mod reference;
 pub mod sampler;
 pub mod session;
 pub mod shard;
+pub mod stop;
 pub mod synth;
 pub mod tokenizer;
 

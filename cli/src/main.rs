@@ -8,7 +8,6 @@ mod fetch;
 mod generate;
 mod info;
 mod shard;
-mod stop;
 mod synth;
 mod usage;
 

@@ -279,7 +279,7 @@ pub fn generate_routed(a: &Args, route: &str, prompt: &str, json: bool) -> Resul
     let mut logits = p.forward_tokens(0, &ids).map_err(e)?;
     let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut dec = strata::tokenizer::StreamDecoder::new(&tok);
-    let mut stops = crate::stop::StopText::new(&a.all("stop"));
+    let mut stops = strata::stop::StopText::new(&a.all("stop"));
     let (mut out, mut text) = (Vec::new(), String::new());
     let mut stdout = std::io::stdout().lock();
     if !json {

@@ -4,53 +4,12 @@
 //! refused.
 
 mod common;
-use common::smollm2;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-fn strata() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-}
+use common::{serve, smollm2, strata};
+use std::path::PathBuf;
+use std::process::Output;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A serving process; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serve the whole of `file` on a free loopback port.
-fn serve(file: &Path) -> Server {
-    let mut child = strata()
-        .args(["shard", "serve", "-t", "1", "--listen", "127.0.0.1:0", "-m"])
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start strata shard serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "serving layers A..B of PATH on ADDR (model DIGEST)"
-    let addr = line
-        .split(" on ")
-        .last()
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .to_string();
-    Server { child, addr }
 }
 
 const PROMPT: &str = "The three most important inventions in history are";
@@ -92,7 +51,7 @@ fn a_local_model_other_than_the_nodes_is_refused() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let node = serve(&other);
+    let node = serve(&other, "127.0.0.1:0");
     let out = generate(Some(&node.addr), &["-n", "4"]);
     assert!(!out.status.success(), "{}", text(&out.stdout));
     let stderr = text(&out.stderr);
@@ -106,7 +65,7 @@ fn a_local_model_other_than_the_nodes_is_refused() {
 
 #[test]
 fn stop_and_context_end_a_routed_generation_as_a_local_one() {
-    let node = serve(&smollm2());
+    let node = serve(&smollm2(), "127.0.0.1:0");
     let route = node.addr.clone();
     let free = json(&generate(None, &["-n", "24"]));
     let free_text = free["text"].as_str().unwrap().to_string();

@@ -5,51 +5,10 @@
 //! the same tokens.
 
 mod common;
-use common::smollm2;
-use std::io::{BufRead, BufReader};
+use common::{serve, smollm2, strata, Server};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use strata::shard::transport::Pipeline;
-
-fn strata() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-}
-
-/// A serving process; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(file: &Path, listen: &str) -> Server {
-    let mut child = strata()
-        .args(["shard", "serve", "-t", "1", "--listen", listen, "-m"])
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start strata shard serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "serving layers A..B of PATH on ADDR (model DIGEST)"
-    let addr = line
-        .split(" on ")
-        .last()
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .to_string();
-    Server { child, addr }
-}
 
 fn split(dir: &Path) -> Vec<PathBuf> {
     let out = strata()

@@ -1,8 +1,8 @@
-//! Stop strings for generation outside a [`strata::Session`] (`generate
-//! --route`, where the nodes run the model and this process samples): the
-//! same rule as the library's token stream — generation ends at the first
-//! stop string, the text ends before it, and text that could still become a
-//! stop string is held back until it cannot.
+//! Stop strings over streamed text: generation ends at the first stop
+//! string, the text ends before it, and text that could still become a stop
+//! string is held back until it cannot. [`crate::Session`]'s token stream
+//! uses it, and so can a caller that samples on its own (a client driving a
+//! pipeline of shard nodes).
 
 pub struct StopText {
     stops: Vec<String>,
