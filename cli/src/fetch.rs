@@ -15,15 +15,9 @@ use std::time::UNIX_EPOCH;
 const SCRIPT: &str = include_str!("../../scripts/fetch-models.sh");
 const DEFAULT_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// The model cache, by the rule the fetch script follows.
 fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRATA_MODELS_DIR") {
-        return d.into();
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("strata").join("models")
+    strata::model_cache::dir()
 }
 
 /// The checksum the fetch script expects of the default model.
