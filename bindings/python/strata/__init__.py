@@ -136,6 +136,7 @@ class ModelInfo:
     gives_logits: bool
     shard_file: bool
     add_bos: bool
+    batch_invariant: bool
 
 
 @dataclass
@@ -200,7 +201,9 @@ class FrameInfo:
 class Model:
     """A loaded model or a range of its layers (`layers=(start, end)`).
     `progress(stage, fraction) -> bool` may cancel the load (Error
-    STRATA_CANCELLED). Thread-safe; close() (or `with`) frees it, and
+    STRATA_CANCELLED). `batch_invariant=True` loads it in the
+    batch-invariant numerics mode (the same bits however a prompt is split
+    into calls) instead of llama.cpp's. Thread-safe; close() (or `with`) frees it, and
     sessions and shards made from it keep it alive."""
 
     def __init__(
@@ -210,11 +213,14 @@ class Model:
         n_threads: int = 0,
         layers: Optional[Tuple[int, int]] = None,
         progress: Optional[Callable[[int, float], bool]] = None,
+        batch_invariant: bool = False,
     ):
         self._h = None
         opts = _lib.new(_lib.LoadOptions)
         _check(lib.strata_load_options_default(byref(opts)))
         opts.n_threads = n_threads
+        if batch_invariant:
+            opts.numerics = _lib.NUMERICS_BATCH_INVARIANT
         if layers is not None:
             opts.layer_start, opts.layer_end = layers
         errors: List[BaseException] = []
@@ -268,6 +274,7 @@ class Model:
             i.n_head, i.n_head_kv, i.n_threads, tok(i.bos), tok(i.eos), tok(i.eot),
             bool(i.flags & _lib.MODEL_TAKES_TOKENS), bool(i.flags & _lib.MODEL_GIVES_LOGITS),
             bool(i.flags & _lib.MODEL_SHARD_FILE), bool(i.flags & _lib.MODEL_ADD_BOS),
+            i.numerics == _lib.NUMERICS_BATCH_INVARIANT,
         )  # fmt: skip
 
     @property

@@ -72,6 +72,8 @@ MODEL_TAKES_TOKENS = 1
 MODEL_GIVES_LOGITS = 2
 MODEL_SHARD_FILE = 4
 MODEL_ADD_BOS = 8
+NUMERICS_LLAMA_CPP = 0
+NUMERICS_BATCH_INVARIANT = 1
 FRAME_HEADER_LEN = 80
 FRAME_CHECKSUM_LEN = 32
 
@@ -88,6 +90,7 @@ class LoadOptions(Structure):
         ("layer_end", c_uint32),
         ("progress", progress_fn),
         ("progress_user_data", c_void_p),
+        ("numerics", c_uint32),
     ]
 
 
@@ -96,7 +99,7 @@ class ModelInfo(Structure):
         (name, c_uint32)
         for name in (
             "struct_size n_layer layer_start layer_end n_embd n_vocab n_ctx_train "
-            "n_head n_head_kv n_threads bos eos eot flags"
+            "n_head n_head_kv n_threads bos eos eot flags numerics"
         ).split()
     ]
 

@@ -26,6 +26,19 @@ def test_model_info_metadata_and_digest(synth):
         assert e.value.name == "STRATA_NOT_FOUND" and "no.such.key" in e.value.message
 
 
+def test_numerics_mode_is_chosen_at_load(synth):
+    with strata.Model(synth[0]) as m:
+        assert not m.info.batch_invariant
+    with strata.Model(synth[0], batch_invariant=True, n_threads=2) as m:
+        assert m.info.batch_invariant
+        whole = m.session()
+        whole.feed([5, 6, 7, 8, 9, 10, 11])
+        split = m.session()
+        for chunk in ([5, 6, 7], [8], [9, 10, 11]):
+            split.feed(chunk)
+        assert split.logits() == whole.logits()  # the same bits however it is split
+
+
 def test_progress_reports_every_stage_and_can_cancel(synth):
     stages = []
     strata.Model(synth[0], progress=lambda s, f: stages.append(s) is None).close()
