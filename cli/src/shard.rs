@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::args::Args;
 use strata::gguf::GgufFile;
-use strata::shard::transport::{serve, Pipeline};
+use strata::shard::transport::{serve_with, Pipeline, ServeLimits};
 use strata::shard::{self, DType, Digest, ModelCost, NodeLimits, NodeSpec, ShardInfo, ShardNode};
 use strata::{LoadOptions, Model, StopReason};
 
@@ -165,6 +165,8 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
         "max-sessions",
         "ctx-size",
         "dtype",
+        "max-connections",
+        "timeout",
     ])?;
     let path = crate::model_path(&a)?;
     let layers = match a.str("layers") {
@@ -201,6 +203,29 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
         .map_err(e)?
         .with_output_dtype(dtype)
         .map_err(e)?;
+    let defaults = ServeLimits::default();
+    let max_connections: usize = a
+        .get("max-connections")?
+        .unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err("--max-connections must be at least 1".into());
+    }
+    let timeout = match a.get::<f64>("timeout")? {
+        None => defaults.read_timeout,
+        Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => {
+            std::time::Duration::from_secs_f64(t)
+        }
+        Some(t) => {
+            return Err(format!(
+                "--timeout {t}: seconds, more than 0 and at most 86400"
+            ))
+        }
+    };
+    let serve_limits = ServeLimits {
+        max_connections,
+        read_timeout: timeout,
+        write_timeout: timeout,
+    };
     let addr = a.str("listen").unwrap_or(crate::usage::SERVE_LISTEN);
     let listener = TcpListener::bind(addr).map_err(|x| format!("cannot listen on {addr}: {x}"))?;
     let l = node.model().layers();
@@ -214,7 +239,7 @@ pub fn serve_cmd(raw: &[String]) -> Result<(), String> {
         node.digest()
     );
     let _ = std::io::stdout().flush();
-    serve(Arc::new(node), listener).map_err(e)
+    serve_with(Arc::new(node), listener, serve_limits).map_err(e)
 }
 
 /// The digest of the model a local file holds: a shard file records its

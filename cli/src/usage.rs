@@ -295,9 +295,17 @@ options:
       --max-sessions N     sessions held at once (default: {SERVE_MAX_SESSIONS})
   -c, --ctx-size N         positions per session (default: {SERVE_CTX})
       --dtype T            hidden states sent on as f32, f16 or bf16 (default: f32)
+      --max-connections N  connections served at once; one more is refused
+                           (default: {})
+      --timeout SECONDS    longest wait for a peer's next bytes or for it to take
+                           a reply; a silent connection is then closed (default: {})
   -h, --help               print this help
 ",
-        threads()
+        threads(),
+        strata::shard::transport::ServeLimits::default().max_connections,
+        strata::shard::transport::ServeLimits::default()
+            .read_timeout
+            .as_secs()
     )
 }
 

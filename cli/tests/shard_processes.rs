@@ -152,3 +152,90 @@ fn killing_the_middle_node_and_replaying_gives_the_same_tokens() {
     assert_eq!(tokens, local_generate(24));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `shard serve --timeout` closes a silent connection, `--max-connections`
+/// refuses one connection too many, and impossible values are refused.
+#[test]
+fn serve_limits_from_the_command_line() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    for (flag, value) in [
+        ("--max-connections", "0"),
+        ("--timeout", "0"),
+        ("--timeout", "-1"),
+        ("--timeout", "inf"),
+    ] {
+        let out = strata()
+            .args([
+                "shard",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                value,
+                "-m",
+            ])
+            .arg(smollm2())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+    let mut child = strata()
+        .args([
+            "shard",
+            "serve",
+            "-t",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--timeout",
+            "0.3",
+            "--max-connections",
+            "1",
+            "-m",
+        ])
+        .arg(smollm2())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let server = Server {
+        child,
+        addr: line
+            .split(" on ")
+            .last()
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string(),
+    };
+    // The one allowed connection stays silent: the server closes it after
+    // the timeout (a read sees the end of the stream, not our own timeout).
+    let mut silent = TcpStream::connect(&server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // Meanwhile a second connection is over the bound: refused and closed.
+    let mut extra = TcpStream::connect(&server.addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = Vec::new();
+    extra.read_to_end(&mut reply).unwrap();
+    assert!(
+        String::from_utf8_lossy(&reply).contains("too many connections"),
+        "{reply:?}"
+    );
+    let t0 = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf).unwrap();
+    assert_eq!(n, 0, "the silent connection got bytes");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}
