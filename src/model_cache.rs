@@ -24,13 +24,26 @@ pub fn resolve(
     xdg_cache_home: Option<OsString>,
     home: Option<OsString>,
 ) -> PathBuf {
-    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
     if let Some(d) = set(models_dir) {
         return d;
     }
+    strata_cache(xdg_cache_home, home)
+        .unwrap_or_else(|| PathBuf::from(".cache/strata"))
+        .join("models")
+}
+
+/// Strata's directory in the user's cache: `$XDG_CACHE_HOME/strata`, else
+/// `$HOME/.cache/strata`; `None` when neither is set. The model cache and
+/// the shard-verification stamps ([`crate::shard::verify`]) live in it.
+pub fn strata_cache(xdg_cache_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
     set(xdg_cache_home)
-        .unwrap_or_else(|| set(home).unwrap_or_default().join(".cache"))
-        .join("strata/models")
+        .or_else(|| set(home).map(|h| h.join(".cache")))
+        .map(|base| base.join("strata"))
+}
+
+/// A variable's value as a path; empty counts as unset.
+fn set(v: Option<OsString>) -> Option<PathBuf> {
+    v.filter(|s| !s.is_empty()).map(PathBuf::from)
 }
 
 #[cfg(test)]

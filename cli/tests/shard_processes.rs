@@ -5,7 +5,7 @@
 //! the same tokens.
 
 mod common;
-use common::{serve, smollm2, strata, Server};
+use common::{serve, serve_with, smollm2, strata, Server};
 use std::path::{Path, PathBuf};
 
 use strata::shard::transport::Pipeline;
@@ -183,39 +183,11 @@ fn serve_limits_from_the_command_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag), "{flag} {value}: {err}");
     }
-    let mut child = strata()
-        .args([
-            "shard",
-            "serve",
-            "-t",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--timeout",
-            "0.3",
-            "--max-connections",
-            "1",
-            "-m",
-        ])
-        .arg(smollm2())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let server = Server {
-        child,
-        addr: line
-            .split(" on ")
-            .last()
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap()
-            .to_string(),
-    };
+    let server = serve_with(
+        &smollm2(),
+        "127.0.0.1:0",
+        &["--timeout", "0.3", "--max-connections", "1"],
+    );
     // The one allowed connection stays silent: the server closes it after
     // the timeout (a read sees the end of the stream, not our own timeout).
     let mut silent = TcpStream::connect(&server.addr).unwrap();

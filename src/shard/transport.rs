@@ -80,21 +80,27 @@ fn frame_len(header: &[u8; HEADER_LEN], max_len: usize) -> Result<usize> {
     Ok(total)
 }
 
-/// The rest of a frame of `total` bytes after its `header`. The buffer
-/// grows with the bytes that arrive, so a peer that announces much and
-/// sends little costs little.
-fn read_frame_body(
+/// The bytes of a whole frame of at most `max_len` bytes. The outer error is
+/// the connection's; the inner one refuses the header, whose body is then
+/// left unread (the stream is out of step). The buffer grows with the bytes
+/// that arrive, so a peer that announces much and sends little costs little.
+fn read_frame_bytes(
     s: &mut impl Read,
-    header: &[u8; HEADER_LEN],
-    total: usize,
-) -> std::io::Result<Vec<u8>> {
+    max_len: usize,
+) -> std::io::Result<std::result::Result<Vec<u8>, Error>> {
+    let mut header = [0u8; HEADER_LEN];
+    s.read_exact(&mut header)?;
+    let total = match frame_len(&header, max_len) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
     let mut buf = Vec::with_capacity(total.min(1 << 16));
-    buf.extend_from_slice(header);
+    buf.extend_from_slice(&header);
     let rest = (total - HEADER_LEN) as u64;
     if s.take(rest).read_to_end(&mut buf)? as u64 != rest {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(buf)
+    Ok(Ok(buf))
 }
 
 /// A whole frame of at most `max_len` bytes: the outer error is the
@@ -103,13 +109,7 @@ fn read_frame(
     s: &mut impl Read,
     max_len: usize,
 ) -> std::io::Result<std::result::Result<Frame, Error>> {
-    let mut header = [0u8; HEADER_LEN];
-    s.read_exact(&mut header)?;
-    let total = match frame_len(&header, max_len) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Frame::decode(&read_frame_body(s, &header, total)?))
+    Ok(read_frame_bytes(s, max_len)?.and_then(|b| Frame::decode(&b)))
 }
 
 fn read_u64(s: &mut impl Read) -> std::io::Result<u64> {
@@ -165,10 +165,8 @@ fn handle(
         }
         match op[0] {
             OP_FORWARD => {
-                let mut header = [0u8; HEADER_LEN];
-                s.read_exact(&mut header)?;
-                let total = match frame_len(&header, max_frame) {
-                    Ok(t) => t,
+                let body = match read_frame_bytes(&mut s, max_frame)? {
+                    Ok(b) => b,
                     Err(e) => {
                         // The body is left unread, so the stream is out of
                         // step: answer, then end the connection.
@@ -176,7 +174,6 @@ fn handle(
                         return s.flush();
                     }
                 };
-                let body = read_frame_body(&mut s, &header, total)?;
                 match Frame::decode(&body).and_then(|f| node.forward(&f)) {
                     Ok(r) => {
                         s.write_all(&[0])?;

@@ -57,12 +57,10 @@ fn resolve(
     xdg_cache_home: Option<OsString>,
     home: Option<OsString>,
 ) -> Option<PathBuf> {
-    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
-    if let Some(d) = set(own) {
-        return Some(d);
+    match own.filter(|s| !s.is_empty()) {
+        Some(d) => Some(PathBuf::from(d)),
+        None => crate::model_cache::strata_cache(xdg_cache_home, home).map(|d| d.join("verified")),
     }
-    let base = set(xdg_cache_home).or_else(|| set(home).map(|h| h.join(".cache")))?;
-    Some(base.join("strata/verified"))
 }
 
 /// Run `check` unless a stamp for `file` (opened from a path) and `parent`

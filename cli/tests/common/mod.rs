@@ -38,8 +38,15 @@ impl Drop for Server {
 /// Serve `file` (one thread) on `listen` (`127.0.0.1:0` for a free port);
 /// returns once the server has printed its address.
 pub fn serve(file: &Path, listen: &str) -> Server {
+    serve_with(file, listen, &[])
+}
+
+/// [`serve`] with `extra` options for `strata shard serve`.
+pub fn serve_with(file: &Path, listen: &str, extra: &[&str]) -> Server {
     let mut child = strata()
-        .args(["shard", "serve", "-t", "1", "--listen", listen, "-m"])
+        .args(["shard", "serve", "-t", "1", "--listen", listen])
+        .args(extra)
+        .arg("-m")
         .arg(file)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
