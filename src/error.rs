@@ -111,6 +111,12 @@ pub enum Error {
     Remote { addr: String, message: String },
     #[error("invalid parameter '{name}': {reason}")]
     InvalidParameter { name: &'static str, reason: String },
+    #[error("batch item {index}: {source}")]
+    BatchItem {
+        index: usize,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// Result with Strata's [`Error`].

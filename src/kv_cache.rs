@@ -47,6 +47,21 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Layers held.
+    pub fn n_layers(&self) -> usize {
+        self.k.len()
+    }
+
+    /// Width of one position's keys in one layer.
+    pub fn k_width(&self) -> usize {
+        self.k_width
+    }
+
+    /// Width of one position's values in one layer.
+    pub fn v_width(&self) -> usize {
+        self.v_width
+    }
+
     /// The context limit.
     pub fn max_positions(&self) -> usize {
         self.max_positions

@@ -25,7 +25,7 @@ pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use generate::{Completion, GenerateParams, StopReason, Timings, TokenEvent, TokenStream};
-pub use model::{Input, LoadOptions, Logits, Model, Numerics, Output};
+pub use model::{BatchItem, Input, LoadOptions, Logits, Model, Numerics, Output};
 pub use session::{Session, SessionOptions};
 
 /// The library's version (from Cargo.toml).

@@ -126,6 +126,7 @@ impl strata_status {
             Error::UnknownSession(_) => STRATA_UNKNOWN_SESSION,
             Error::Network { .. } | Error::Remote { .. } => STRATA_NETWORK,
             Error::InvalidParameter { .. } => STRATA_INVALID_ARGUMENT,
+            Error::BatchItem { source, .. } => strata_status::of(source),
             // A variant added to `Error` later maps here until it gets a code.
             _ => STRATA_INTERNAL,
         }

@@ -12,7 +12,9 @@ use super::arch::Mlp;
 use super::config::{AttnScale, Config};
 use super::weights::LayerWeights;
 use crate::kv_cache::KvCache;
-use crate::ops::attention::{attention_in_order, AttentionShape, DotOrder};
+use std::ops::Range;
+
+use crate::ops::attention::{attention_segments, AttentionShape, DotOrder, Segment};
 use crate::ops::{act, matmul_group, matmul_with, norm};
 
 /// Scratch buffers for one forward call of `n` tokens. A model keeps them
@@ -71,14 +73,20 @@ fn release_if_oversized<T>(v: &mut Vec<T>, need: usize) {
     }
 }
 
+/// One sequence of a forward call: its rows of the batch and its cache.
+pub struct Seq<'c> {
+    pub cache: &'c mut KvCache,
+    pub rows: Range<usize>,
+}
+
 /// Run one block over `x` (`[n][n_embd]`, updated in place) for tokens at
-/// `positions`, reading and extending cache layer `cache_layer`; attention
-/// sums its dot products in `order`.
-#[allow(clippy::too_many_arguments)]
+/// `positions`: every matrix product over all rows at once, attention per
+/// sequence over its own cache (layer `cache_layer`, extended with the
+/// sequence's rows); attention sums its dot products in `order`.
 pub fn block(
     cfg: &Config,
     w: &LayerWeights,
-    cache: &mut KvCache,
+    seqs: &mut [Seq<'_>],
     cache_layer: usize,
     s: &mut Scratch,
     order: DotOrder,
@@ -130,7 +138,16 @@ pub fn block(
             1.0
         }
     };
-    cache.store(cache_layer, positions[0], k, v);
+    let (kw, vw) = (cfg.k_width(), cfg.v_width());
+    for sq in seqs.iter_mut() {
+        let r = sq.rows.clone();
+        sq.cache.store(
+            cache_layer,
+            positions[r.start],
+            &k[r.start * kw..r.end * kw],
+            &v[r.start * vw..r.end * vw],
+        );
+    }
     let shape = AttentionShape {
         n_head: cfg.n_head,
         n_kv_head: cfg.n_head_kv,
@@ -140,15 +157,15 @@ pub fn block(
         window: layer.window,
         softcap: None,
     };
-    attention_in_order(
-        &shape,
-        order,
-        q,
-        cache.keys(cache_layer),
-        cache.values(cache_layer),
-        positions,
-        att,
-    );
+    let segments: Vec<Segment<'_>> = seqs
+        .iter()
+        .map(|sq| Segment {
+            rows: sq.rows.clone(),
+            keys: sq.cache.keys(cache_layer),
+            values: sq.cache.values(cache_layer),
+        })
+        .collect();
+    attention_segments(&shape, order, q, positions, &segments, att);
     matmul_with(&w.wo, att, n, proj, act);
     add_bias(proj, w.bo.as_deref());
     if let Some(pn) = &w.post_attn_norm {

@@ -74,6 +74,17 @@ impl Input<'_> {
     }
 }
 
+/// One sequence of a [`Model::forward_batch`] call.
+#[derive(Debug)]
+pub struct BatchItem<'a> {
+    /// The sequence's own cache (rolled back to `pos` first).
+    pub cache: &'a mut KvCache,
+    pub input: Input<'a>,
+    /// Position of the input's first token; at most `cache.len()`.
+    pub pos: usize,
+    pub logits: Logits,
+}
+
 /// Which positions produce logits (for a model that holds the output head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -293,79 +304,182 @@ impl Model {
         pos: usize,
         logits: Logits,
     ) -> Result<Output> {
+        let mut one = [BatchItem {
+            cache,
+            input,
+            pos,
+            logits,
+        }];
+        let mut out = self.forward_batch(&mut one)?;
+        Ok(out.pop().expect("one output per item"))
+    }
+
+    /// Run several sequences through the model in one pass: each item is a
+    /// sequence with its own cache, its own input (a prompt chunk or one
+    /// decode token) at its own position. Every matrix product runs over
+    /// the rows of all items together, so each weight block is read once
+    /// for the whole batch; attention runs per sequence over its own cache.
+    /// Returns one output per item, in order.
+    ///
+    /// In [`Numerics::BatchInvariant`] an item's output has the same bits
+    /// whatever else is in the batch. In [`Numerics::LlamaCpp`] attention
+    /// sums in the order llama.cpp picks for a batch of the total size, as
+    /// llama.cpp does for several sequences in one `llama_decode`.
+    ///
+    /// Every item is checked before anything runs; an error names the item
+    /// and leaves every cache as it was.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Output>> {
         let cfg = &self.config;
-        let n = input.len(cfg.n_embd);
-        if n == 0 {
-            return Err(Error::EmptyPrompt);
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        cache.check_room(pos, n)?;
-        if let Input::Hidden(h) = input {
-            if self.takes_tokens() {
-                return Err(Error::invalid(
-                    "input",
-                    "the first shard takes token ids, not hidden states",
-                ));
-            }
-            if h.len() != n * cfg.n_embd {
-                return Err(Error::invalid(
-                    "input",
-                    format!(
-                        "{} values is not a whole number of {}-wide rows",
-                        h.len(),
-                        cfg.n_embd
-                    ),
-                ));
-            }
+        let mut n = 0usize;
+        for (i, it) in items.iter().enumerate() {
+            self.check_item(it).map_err(|e| {
+                if items.len() == 1 {
+                    e
+                } else {
+                    Error::BatchItem {
+                        index: i,
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+            n += it.input.len(cfg.n_embd);
         }
         let order = self.numerics.attention_order(n);
         // Buffers of an earlier call, if one is free (concurrent calls each
         // take their own; the list holds at most as many as ran at once).
         let mut s = lock(&self.scratch).pop().unwrap_or_default();
         s.fit(cfg, n);
-        let out = self
-            .pool
-            .install(|| self.forward_in(cache, input, pos, logits, order, &mut s));
+        let out = self.pool.install(|| self.forward_in(items, order, &mut s));
         lock(&self.scratch).push(s);
         out
     }
 
-    /// [`Model::forward`] after the checks, with the call's buffers.
+    /// The checks of one batch item.
+    fn check_item(&self, it: &BatchItem<'_>) -> Result<()> {
+        let cfg = &self.config;
+        let n = it.input.len(cfg.n_embd);
+        if n == 0 {
+            return Err(Error::EmptyPrompt);
+        }
+        it.cache.check_room(it.pos, n)?;
+        if it.cache.n_layers() != self.blocks.len()
+            || it.cache.k_width() != cfg.k_width()
+            || it.cache.v_width() != cfg.v_width()
+        {
+            return Err(Error::invalid(
+                "cache",
+                "the KV cache was made for another model or layer range",
+            ));
+        }
+        match it.input {
+            Input::Hidden(h) => {
+                if self.takes_tokens() {
+                    return Err(Error::invalid(
+                        "input",
+                        "the first shard takes token ids, not hidden states",
+                    ));
+                }
+                if h.len() != n * cfg.n_embd {
+                    return Err(Error::invalid(
+                        "input",
+                        format!(
+                            "{} values is not a whole number of {}-wide rows",
+                            h.len(),
+                            cfg.n_embd
+                        ),
+                    ));
+                }
+            }
+            Input::Tokens(tokens) => {
+                if self.embedding.is_none() {
+                    return Err(Error::invalid(
+                        "input",
+                        "only the first shard takes token ids",
+                    ));
+                }
+                if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
+                    return Err(Error::TokenOutOfRange {
+                        id,
+                        n_vocab: cfg.n_vocab,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Model::forward_batch`] after the checks, with the call's buffers.
     fn forward_in(
         &self,
-        cache: &mut KvCache,
-        input: Input,
-        pos: usize,
-        logits: Logits,
+        items: &mut [BatchItem<'_>],
         order: DotOrder,
         s: &mut layers::Scratch,
-    ) -> Result<Output> {
+    ) -> Result<Vec<Output>> {
         let cfg = &self.config;
-        match input {
-            Input::Tokens(tokens) => self.embed(tokens, &mut s.x)?,
-            Input::Hidden(h) => s.x.copy_from_slice(h),
+        let e = cfg.n_embd;
+        let which: Vec<Logits> = items.iter().map(|it| it.logits).collect();
+        let mut seqs = Vec::with_capacity(items.len());
+        let mut row = 0;
+        for it in items.iter_mut() {
+            let n = it.input.len(e);
+            let x = &mut s.x[row * e..(row + n) * e];
+            match it.input {
+                Input::Tokens(tokens) => self.embed(tokens, x)?,
+                Input::Hidden(h) => x.copy_from_slice(h),
+            }
+            it.cache.truncate(it.pos);
+            s.positions.extend(it.pos..it.pos + n);
+            seqs.push(layers::Seq {
+                cache: &mut *it.cache,
+                rows: row..row + n,
+            });
+            row += n;
         }
-        let n = s.x.len() / cfg.n_embd;
-        cache.truncate(pos);
-        s.positions.extend(pos..pos + n);
         for (i, w) in self.blocks.iter().enumerate() {
-            layers::block(cfg, w, cache, i, s, order);
+            layers::block(cfg, w, &mut seqs, i, s, order);
         }
-        cache.set_len(pos + n);
+        for sq in &mut seqs {
+            let end = s.positions[sq.rows.end - 1] + 1;
+            sq.cache.set_len(end);
+        }
         let (Some(out_norm), Some(head)) = (&self.output_norm, &self.output) else {
-            return Ok(Output::Hidden(s.x.clone()));
+            return Ok(seqs
+                .iter()
+                .map(|sq| Output::Hidden(s.x[sq.rows.start * e..sq.rows.end * e].to_vec()))
+                .collect());
         };
-        let rows = match logits {
-            Logits::Last => &mut s.x[(n - 1) * cfg.n_embd..],
-            Logits::All => &mut s.x[..],
-        };
-        let m = rows.len() / cfg.n_embd;
+        // The rows that give logits, gathered for one product with the head.
+        let mut picked = Vec::with_capacity(seqs.len());
+        let mut m = 0;
+        for (w, sq) in which.iter().zip(&seqs) {
+            let r = match w {
+                Logits::Last => sq.rows.end - 1..sq.rows.end,
+                Logits::All => sq.rows.clone(),
+            };
+            picked.push(m..m + r.len());
+            if m != r.start {
+                s.x.copy_within(r.start * e..r.end * e, m * e);
+            }
+            m += r.len();
+        }
+        let rows = &mut s.x[..m * e];
         norm::rms_norm(rows, out_norm, cfg.rms_eps);
         let mut out = vec![0f32; m * cfg.n_vocab];
         matmul_with(head, rows, m, &mut out, &mut s.act);
         if let Some(cap) = cfg.final_logit_softcap {
             layers::softcap(&mut out, cap);
         }
-        Ok(Output::Logits(out))
+        if picked.len() == 1 {
+            return Ok(vec![Output::Logits(out)]);
+        }
+        let v = cfg.n_vocab;
+        Ok(picked
+            .into_iter()
+            .map(|r| Output::Logits(out[r.start * v..r.end * v].to_vec()))
+            .collect())
     }
 
     /// The embedding rows of `tokens` into `x` (`[n][n_embd]`).

@@ -25,6 +25,8 @@
 //! equal the plain `acc + a * b` used here; the exp polynomial is the only
 //! place where fusing changes the result, and it uses `mul_add`.
 
+use std::ops::Range;
+
 use half::f16;
 use rayon::prelude::*;
 
@@ -98,23 +100,92 @@ pub fn attention_in_order(
     positions: &[usize],
     out: &mut [f32],
 ) {
+    let all = [Segment {
+        rows: 0..positions.len(),
+        keys,
+        values,
+    }];
+    attention_segments(shape, order, q, positions, &all, out)
+}
+
+/// One sequence of a batched attention call: its rows of the batch's
+/// queries, positions and outputs, and its own cache layer.
+#[derive(Debug, Clone)]
+pub struct Segment<'a> {
+    pub rows: Range<usize>,
+    /// `[position][n_kv_head * k_dim]`.
+    pub keys: &'a [f16],
+    /// `[position][n_kv_head * v_dim]`.
+    pub values: &'a [f16],
+}
+
+/// Attention of several sequences in one parallel region: the queries of
+/// `segment.rows` (`q`, `positions` and `out` hold every row of the batch)
+/// attend over that segment's own cache. Each (token, head) output is
+/// computed exactly as [`attention_in_order`] computes it for that
+/// sequence alone, so batching never changes a bit.
+pub fn attention_segments(
+    shape: &AttentionShape,
+    order: DotOrder,
+    q: &[f32],
+    positions: &[usize],
+    segments: &[Segment<'_>],
+    out: &mut [f32],
+) {
+    let (qw, ow) = (shape.n_head * shape.k_dim, shape.n_head * shape.v_dim);
+    assert!(
+        segments.iter().all(|s| s.rows.end <= positions.len()),
+        "attention: a segment past the batch"
+    );
+    assert!(q.len() >= positions.len() * qw && out.len() >= positions.len() * ow);
     #[cfg(target_arch = "x86_64")]
     if crate::ops::simd_x86::enabled() {
-        let units = Units::new(shape, positions.len(), rayon::current_num_threads());
+        let threads = rayon::current_num_threads();
+        let units: Vec<Units> = segments
+            .iter()
+            .map(|s| Units::new(shape, s.rows.len(), threads))
+            .collect();
+        let mut starts = Vec::with_capacity(units.len() + 1);
+        starts.push(0usize);
+        for u in &units {
+            starts.push(starts[starts.len() - 1] + u.count());
+        }
         let dst = OutPtr(out.as_mut_ptr());
-        assert!(out.len() >= positions.len() * shape.n_head * shape.v_dim);
-        (0..units.count()).into_par_iter().for_each(|i| {
-            let task = units.task(i, shape, order, q, keys, values, positions);
+        (0..starts[units.len()]).into_par_iter().for_each(|i| {
+            let k = starts.partition_point(|&s| s <= i) - 1;
+            let seg = &segments[k];
+            let r = seg.rows.clone();
+            let task = units[k].task(
+                i - starts[k],
+                shape,
+                order,
+                &q[r.start * qw..r.end * qw],
+                seg.keys,
+                seg.values,
+                &positions[r.clone()],
+            );
             let mut sc = x86::SCRATCH.take();
-            // SAFETY: `enabled()` checked AVX2, FMA and F16C; `out`
-            // holds every (token, head) output (asserted above), and
-            // units own disjoint sets of (token, head) pairs.
-            unsafe { x86::unit(&task, &mut sc, dst.get()) };
+            // SAFETY: `enabled()` checked AVX2, FMA and F16C; `out` holds
+            // every row's outputs (asserted above), the segment's rows
+            // start at row `r.start`, and units own disjoint sets of
+            // (token, head) pairs of disjoint segments.
+            unsafe { x86::unit(&task, &mut sc, dst.get().add(r.start * ow)) };
             x86::SCRATCH.set(sc);
         });
         return;
     }
-    attention_reference(shape, order, q, keys, values, positions, out)
+    for seg in segments {
+        let r = seg.rows.clone();
+        attention_reference(
+            shape,
+            order,
+            &q[r.start * qw..r.end * qw],
+            seg.keys,
+            seg.values,
+            &positions[r.clone()],
+            &mut out[r.start * ow..r.end * ow],
+        )
+    }
 }
 
 /// [`attention_in_order`] by the scalar reference on every CPU: the twin
