@@ -111,6 +111,12 @@ pub enum Error {
     Remote { addr: String, message: String },
     #[error("invalid parameter '{name}': {reason}")]
     InvalidParameter { name: &'static str, reason: String },
+    #[error("the request queue is full ({limit} requests waiting); retry later")]
+    QueueFull { limit: usize },
+    #[error("the request needs {needed} bytes of KV cache, more than the budget of {budget}")]
+    KvBudget { needed: usize, budget: usize },
+    #[error("the scheduler has stopped")]
+    SchedulerStopped,
     #[error("batch item {index}: {source}")]
     BatchItem {
         index: usize,

@@ -24,7 +24,7 @@ pub struct KvCache {
 }
 
 /// Positions the cache grows by at a time.
-const GROW_POSITIONS: usize = 256;
+pub(crate) const GROW_POSITIONS: usize = 256;
 
 impl KvCache {
     pub fn new(n_layers: usize, k_width: usize, v_width: usize, max_positions: usize) -> KvCache {

@@ -17,6 +17,7 @@ pub mod quant;
 #[cfg(feature = "llama-cpp")]
 pub mod reference;
 pub mod sampler;
+pub mod scheduler;
 pub mod session;
 pub mod shard;
 pub mod stop;

@@ -80,6 +80,12 @@ pub enum strata_status {
     STRATA_TOO_MANY_SESSIONS = 67,
     /// The shard has no session with that id.
     STRATA_UNKNOWN_SESSION = 68,
+    /// The scheduler's request queue is full; retry later.
+    STRATA_QUEUE_FULL = 70,
+    /// A request needs more KV cache than the scheduler's whole budget.
+    STRATA_KV_BUDGET = 71,
+    /// The scheduler has stopped and takes no more requests.
+    STRATA_STOPPED = 72,
     /// A network error (not returned by the functions of this header today).
     STRATA_NETWORK = 80,
     /// A bug in Strata: a Rust panic was caught at the boundary. The handle
@@ -126,6 +132,9 @@ impl strata_status {
             Error::UnknownSession(_) => STRATA_UNKNOWN_SESSION,
             Error::Network { .. } | Error::Remote { .. } => STRATA_NETWORK,
             Error::InvalidParameter { .. } => STRATA_INVALID_ARGUMENT,
+            Error::QueueFull { .. } => STRATA_QUEUE_FULL,
+            Error::KvBudget { .. } => STRATA_KV_BUDGET,
+            Error::SchedulerStopped => STRATA_STOPPED,
             Error::BatchItem { source, .. } => strata_status::of(source),
             // A variant added to `Error` later maps here until it gets a code.
             _ => STRATA_INTERNAL,
@@ -221,6 +230,9 @@ impl strata_status {
             strata_status::STRATA_UNKNOWN_SESSION,
             c"STRATA_UNKNOWN_SESSION",
         ),
+        (strata_status::STRATA_QUEUE_FULL, c"STRATA_QUEUE_FULL"),
+        (strata_status::STRATA_KV_BUDGET, c"STRATA_KV_BUDGET"),
+        (strata_status::STRATA_STOPPED, c"STRATA_STOPPED"),
         (strata_status::STRATA_NETWORK, c"STRATA_NETWORK"),
         (strata_status::STRATA_PANIC, c"STRATA_PANIC"),
         (strata_status::STRATA_INTERNAL, c"STRATA_INTERNAL"),

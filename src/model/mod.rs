@@ -92,6 +92,9 @@ pub enum Logits {
     Last,
     /// Every token's.
     All,
+    /// None (a prompt chunk that is not the last: its logits would be
+    /// discarded). A model without the output head ignores this.
+    None,
 }
 
 /// What a forward call produces.
@@ -458,12 +461,16 @@ impl Model {
             let r = match w {
                 Logits::Last => sq.rows.end - 1..sq.rows.end,
                 Logits::All => sq.rows.clone(),
+                Logits::None => sq.rows.end..sq.rows.end,
             };
             picked.push(m..m + r.len());
             if m != r.start {
                 s.x.copy_within(r.start * e..r.end * e, m * e);
             }
             m += r.len();
+        }
+        if m == 0 {
+            return Ok(picked.iter().map(|_| Output::Logits(Vec::new())).collect());
         }
         let rows = &mut s.x[..m * e];
         norm::rms_norm(rows, out_norm, cfg.rms_eps);
