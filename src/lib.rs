@@ -27,7 +27,7 @@ pub mod tokenizer;
 pub use error::{Error, Result};
 pub use generate::{Completion, GenerateParams, StopReason, Timings, TokenEvent, TokenStream};
 pub use model::{BatchItem, Input, LoadOptions, Logits, Model, Numerics, Output};
-pub use session::{Session, SessionOptions};
+pub use session::{Session, SessionInput, SessionOptions};
 
 /// The library's version (from Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::kv_cache::KvCache;
-use crate::model::{Input, Logits, Model, Output};
+use crate::model::{BatchItem, Input, Logits, Model, Output};
 use crate::{Error, Result};
 
 /// How to create a session.
@@ -19,6 +19,15 @@ impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions { n_ctx: None }
     }
+}
+
+/// One session's part of a [`Session::forward_batch`] call.
+pub struct SessionInput<'s, 'a> {
+    pub session: &'s mut Session,
+    pub input: Input<'a>,
+    /// Where the input starts (rolling back anything held from there on).
+    pub pos: usize,
+    pub logits: Logits,
 }
 
 /// A session: a KV cache and the tokens it holds.
@@ -130,6 +139,59 @@ impl Session {
         self.history.truncate(pos);
         if let Input::Tokens(t) = input {
             self.history.extend_from_slice(t);
+        }
+        Ok(out)
+    }
+
+    /// Run several sessions of one model in one batched forward pass
+    /// ([`Model::forward_batch`]); one output per item, in order. An error
+    /// names the item at fault (`Error::BatchItem`, unless there is one
+    /// item) and changes no session.
+    pub fn forward_batch(items: &mut [SessionInput<'_, '_>]) -> Result<Vec<Output>> {
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let model = Arc::clone(&first.session.model);
+        for (i, it) in items.iter().enumerate() {
+            let e = if !Arc::ptr_eq(&it.session.model, &model) {
+                Error::invalid("session", "the sessions of a batch must share one model")
+            } else if it.pos > it.session.cache.len() {
+                Error::invalid(
+                    "position",
+                    format!(
+                        "{} is past the session's {} positions",
+                        it.pos,
+                        it.session.cache.len()
+                    ),
+                )
+            } else {
+                continue;
+            };
+            return Err(if items.len() == 1 {
+                e
+            } else {
+                Error::BatchItem {
+                    index: i,
+                    source: Box::new(e),
+                }
+            });
+        }
+        let mut batch: Vec<BatchItem<'_>> = items
+            .iter_mut()
+            .map(|it| BatchItem {
+                cache: &mut it.session.cache,
+                input: it.input,
+                pos: it.pos,
+                logits: it.logits,
+            })
+            .collect();
+        let out = model.forward_batch(&mut batch)?;
+        drop(batch);
+        for it in items.iter_mut() {
+            it.session.history.truncate(it.pos);
+            if let Input::Tokens(t) = it.input {
+                it.session.history.extend_from_slice(t);
+            }
         }
         Ok(out)
     }

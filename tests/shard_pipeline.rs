@@ -334,3 +334,83 @@ fn session_limits_and_bad_frames_leave_other_sessions_intact() {
         Err(strata::Error::UnknownSession(9))
     ));
 }
+
+#[test]
+fn batched_frames_of_several_sessions_equal_each_alone_and_bad_frames_fail_alone() {
+    let path = common::smollm2();
+    let nodes = [node(&path, Some(0..12), 2), node(&path, Some(12..30), 2)];
+    let digest = nodes[0].digest();
+    let tok = Model::load(
+        &path,
+        &LoadOptions {
+            n_threads: Some(1),
+            layers: Some(0..1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let prompts: Vec<Vec<u32>> = ["The cat", "Once upon a time there", "1, 2, 3,"]
+        .iter()
+        .map(|t| tok.tokenizer().encode(t, true, false).unwrap())
+        .collect();
+    // Alone: each prompt through a fresh pair of nodes, then 4 greedy steps.
+    let alone: Vec<(Vec<u32>, Vec<f32>)> = prompts
+        .iter()
+        .map(|p| {
+            let fresh = [node(&path, Some(0..12), 1), node(&path, Some(12..30), 1)];
+            pipeline_greedy(&fresh, digest, p, 5)
+        })
+        .collect();
+    // Batched: sessions 10, 11, 12 share every hop's forward call.
+    let mut frames: Vec<Frame> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Frame::tokens(digest, 10 + i as u64, 0, p))
+        .collect();
+    let mut tokens = vec![Vec::new(); prompts.len()];
+    let mut last = vec![Vec::new(); prompts.len()];
+    for _ in 0..5 {
+        for n in &nodes {
+            frames = n
+                .forward_batch(&frames)
+                .into_iter()
+                .map(|r| r.unwrap().frame)
+                .collect();
+        }
+        for (i, f) in frames.iter_mut().enumerate() {
+            let logits = f.values().unwrap();
+            let t = strata::sampler::argmax(&logits);
+            tokens[i].push(t);
+            last[i] = logits;
+            *f = Frame::tokens(digest, 10 + i as u64, f.position + 1, &[t]);
+        }
+    }
+    for (i, (t, l)) in alone.iter().enumerate() {
+        assert_eq!(&tokens[i], t, "session {i}: tokens");
+        assert_eq!(
+            common::bit_differences(&last[i], l),
+            0,
+            "session {i}: logits"
+        );
+    }
+    // A frame of another model, a second frame of one session, and a gap
+    // fail alone; the good frame in the same batch runs.
+    let good = Frame::tokens(digest, 20, 0, &prompts[0]);
+    let out = nodes[0].forward_batch(&[
+        Frame::tokens(Digest::of(b"other"), 21, 0, &[1]),
+        good.clone(),
+        Frame::tokens(digest, 20, 0, &[1]),
+        Frame::tokens(digest, 22, 5, &[1]),
+    ]);
+    assert!(matches!(out[0], Err(strata::Error::FrameWrongModel { .. })));
+    assert!(out[1].is_ok());
+    assert!(matches!(
+        out[2],
+        Err(strata::Error::InvalidParameter { name: "frames", .. })
+    ));
+    assert!(matches!(
+        out[3],
+        Err(strata::Error::FrameWrongPosition { .. })
+    ));
+    assert_eq!(nodes[0].position(20), prompts[0].len());
+}

@@ -6,13 +6,13 @@
 //! so different sessions run concurrently from several threads, and a bad
 //! frame or a failed forward never touches another session's state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::digest::Digest;
 use super::frame::{DType, Frame, FrameKind};
 use crate::model::{Input, Logits, Model, Output};
-use crate::session::{Session, SessionOptions};
+use crate::session::{Session, SessionInput, SessionOptions};
 use crate::{Error, Result};
 
 /// Limits that keep a node's memory bounded.
@@ -153,21 +153,91 @@ impl ShardNode {
     /// session id opens it. A frame whose position is below the session's
     /// rolls the session back first (replay, speculation).
     pub fn forward(&self, frame: &Frame) -> Result<ForwardResult> {
-        let held = self.position(frame.session) as u64;
-        frame.check(&self.digest, self.boundary(), self.input_width(), held)?;
-        let session = self.session(frame.session)?;
-        let mut s = lock(&session);
-        let pos = frame.position as usize;
-        let values;
-        let ids;
-        let input = if frame.kind == FrameKind::Tokens {
-            ids = frame.token_ids()?;
-            Input::Tokens(&ids)
-        } else {
-            values = frame.values()?;
-            Input::Hidden(&values)
-        };
-        let out = s.forward(input, pos, Logits::Last)?;
+        let mut out = self.forward_batch(std::slice::from_ref(frame));
+        out.pop().expect("one result per frame")
+    }
+
+    /// Run the frames of several sessions through this node's layers in one
+    /// batched pass (each weight block read once for all of them); one
+    /// result per frame, in order. Each frame is checked as
+    /// [`ShardNode::forward`] checks it, and a bad frame (or a second frame
+    /// for a session already in the batch) fails alone: the others run.
+    /// In the batch-invariant mode each output has the bits it has when
+    /// the frame runs alone.
+    pub fn forward_batch(&self, frames: &[Frame]) -> Vec<Result<ForwardResult>> {
+        let mut results: Vec<Option<Result<ForwardResult>>> = frames.iter().map(|_| None).collect();
+        let mut seen = HashSet::new();
+        let mut ready = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            if !seen.insert(f.session) {
+                results[i] = Some(Err(Error::invalid(
+                    "frames",
+                    format!("session {} has two frames in one batch", f.session),
+                )));
+                continue;
+            }
+            let held = self.position(f.session) as u64;
+            let checked = f
+                .check(&self.digest, self.boundary(), self.input_width(), held)
+                .and_then(|()| self.session(f.session));
+            match checked {
+                Ok(s) => ready.push((i, s)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        // Sessions locked in id order, so that concurrent batches never
+        // wait on each other in a cycle.
+        ready.sort_by_key(|(i, _)| frames[*i].session);
+        let mut held: Vec<(usize, MutexGuard<'_, Session>, Payload)> = Vec::new();
+        for (i, s) in &ready {
+            let f = &frames[*i];
+            let payload = if f.kind == FrameKind::Tokens {
+                f.token_ids().map(Payload::Ids)
+            } else {
+                f.values().map(Payload::Values)
+            };
+            match payload {
+                Ok(p) => held.push((*i, lock(s), p)),
+                Err(e) => results[*i] = Some(Err(e)),
+            }
+        }
+        while !held.is_empty() {
+            let mut items: Vec<SessionInput<'_, '_>> = held
+                .iter_mut()
+                .map(|(i, s, p)| SessionInput {
+                    session: &mut **s,
+                    input: p.input(),
+                    pos: frames[*i].position as usize,
+                    logits: Logits::Last,
+                })
+                .collect();
+            match Session::forward_batch(&mut items) {
+                Ok(outs) => {
+                    for ((i, _, _), out) in held.iter().zip(outs) {
+                        results[*i] = Some(self.output_frame(&frames[*i], out));
+                    }
+                    break;
+                }
+                Err(Error::BatchItem { index, source }) => {
+                    // That frame fails; the rest run again without it.
+                    let (i, guard, _) = held.remove(index);
+                    drop(guard);
+                    results[i] = Some(Err(*source));
+                }
+                Err(e) => {
+                    results[held[0].0] = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::invalid("frames", "not run"))))
+            .collect()
+    }
+
+    /// The frame that carries a forward's output for `frame`.
+    fn output_frame(&self, frame: &Frame, out: Output) -> Result<ForwardResult> {
         let n = frame.n_tokens as u64;
         let cfg = self.model.config();
         let frame = match out {
@@ -214,5 +284,20 @@ impl ShardNode {
             .remove(&id)
             .map(|_| ())
             .ok_or(Error::UnknownSession(id))
+    }
+}
+
+/// A frame's rows, decoded.
+enum Payload {
+    Ids(Vec<u32>),
+    Values(Vec<f32>),
+}
+
+impl Payload {
+    fn input(&self) -> Input<'_> {
+        match self {
+            Payload::Ids(t) => Input::Tokens(t),
+            Payload::Values(v) => Input::Hidden(v),
+        }
     }
 }
