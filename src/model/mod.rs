@@ -287,6 +287,13 @@ impl Model {
         self.pool.current_num_threads()
     }
 
+    /// Run `f` on the model's worker threads (for work between forward
+    /// calls that should use the same threads, such as sampling several
+    /// sequences at once).
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
     /// A KV cache for this model's layers, holding at most `n_ctx` positions.
     pub fn new_cache(&self, n_ctx: usize) -> KvCache {
         KvCache::new(

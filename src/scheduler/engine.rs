@@ -67,6 +67,8 @@ struct Running {
     submitted: Instant,
     first_token_ms: Option<f64>,
     reserve: usize,
+    /// The constraint's mask of allowed tokens (allocated on first use).
+    mask: Vec<u32>,
 }
 
 /// One sequence's part of a step.
@@ -83,8 +85,6 @@ pub(super) struct Engine {
     prefill_chunk: usize,
     budget: usize,
     shared: Arc<Shared>,
-    /// A constraint's mask of allowed tokens.
-    mask: Vec<u32>,
 }
 
 impl Engine {
@@ -101,7 +101,6 @@ impl Engine {
                 run: None,
             })
             .collect();
-        let n_vocab = model.config().n_vocab;
         Engine {
             model,
             slots,
@@ -110,7 +109,6 @@ impl Engine {
             prefill_chunk: opts.prefill_chunk,
             budget,
             shared,
-            mask: vec![0; n_vocab.div_ceil(32)],
         }
     }
 
@@ -259,6 +257,7 @@ impl Engine {
             submitted: p.submitted,
             first_token_ms: None,
             reserve: p.reserve,
+            mask: Vec::new(),
         });
         Ok(())
     }
@@ -347,6 +346,7 @@ impl Engine {
                 return;
             }
         };
+        let mut sampled: Vec<(usize, Vec<f32>)> = Vec::new();
         for ((i, part), out) in plan.into_iter().zip(outputs) {
             let s = &mut self.slots[i];
             let r = s.run.as_mut().expect("a running slot");
@@ -362,47 +362,49 @@ impl Engine {
             }
             if let Output::Logits(l) = out {
                 if !l.is_empty() {
-                    self.sample(i, l);
+                    sampled.push((i, l));
                 }
             }
         }
+        self.sample_all(sampled);
         let mut st = self.shared.lock();
         st.stats.steps_total += 1;
     }
 
-    /// Sample slot `i`'s next token from `logits` and hand it out.
-    fn sample(&mut self, i: usize, mut logits: Vec<f32>) {
+    /// Sample the next token of every slot in `sampled` (slot, logits):
+    /// masks, draws and log-probabilities on the model's threads, one
+    /// sequence per task; then the tokens are handed out in slot order.
+    fn sample_all(&mut self, sampled: Vec<(usize, Vec<f32>)>) {
+        use rayon::prelude::*;
+        let mut runs: Vec<(usize, &mut Running, Vec<f32>)> = Vec::with_capacity(sampled.len());
+        let mut logits: Vec<Option<Vec<f32>>> = self.slots.iter().map(|_| None).collect();
+        for (i, l) in sampled {
+            logits[i] = Some(l);
+        }
+        for (i, (s, l)) in self.slots.iter_mut().zip(logits).enumerate() {
+            if let (Some(r), Some(l)) = (s.run.as_mut(), l) {
+                runs.push((i, r, l));
+            }
+        }
+        let picks: Vec<(usize, Result<Pick, FinishReason>)> = self.model.install(|| {
+            runs.into_par_iter()
+                .map(|(i, r, l)| (i, pick(r, l)))
+                .collect()
+        });
+        for (i, p) in picks {
+            match p {
+                Ok(p) => self.emit(i, p),
+                Err(reason) => self.finish(i, reason),
+            }
+        }
+    }
+
+    /// Hand out slot `i`'s sampled token and decide whether it goes on.
+    fn emit(&mut self, i: usize, p: Pick) {
         let n_ctx = self.n_ctx;
         let s = &mut self.slots[i];
         let r = s.run.as_mut().expect("a running slot");
-        if let Some(c) = r.constraint.as_mut() {
-            self.mask.fill(0);
-            if let Err(e) = c.allowed(&mut self.mask) {
-                return self.finish(i, FinishReason::Failed(format!("constraint: {e}")));
-            }
-            let mut any = false;
-            for (t, l) in logits.iter_mut().enumerate() {
-                if self.mask[t / 32] >> (t % 32) & 1 == 0 {
-                    *l = f32::NEG_INFINITY;
-                } else {
-                    any = true;
-                }
-            }
-            if !any {
-                return self.finish(
-                    i,
-                    FinishReason::Failed("constraint: no token is allowed".into()),
-                );
-            }
-        }
-        let id = r.sampler.sample(&logits);
-        r.sampler.accept(id);
-        let lp = r.top_logprobs.map(|k| logprob(&logits, id, k));
-        if let Some(c) = r.constraint.as_mut() {
-            if let Err(e) = c.accept(id) {
-                return self.finish(i, FinishReason::Failed(format!("constraint: {e}")));
-            }
-        }
+        let id = p.id;
         r.tokens.push(id);
         if r.first_token_ms.is_none() {
             r.first_token_ms = Some(r.submitted.elapsed().as_secs_f64() * 1e3);
@@ -418,7 +420,7 @@ impl Engine {
         let alive = (r.sink)(Event::Token(TokenOut {
             id,
             text,
-            logprob: lp,
+            logprob: p.logprob,
         }));
         let constraint_done = r.constraint.as_ref().is_some_and(|c| c.is_finished());
         let end = if !alive {
@@ -521,4 +523,40 @@ fn finish_pending(mut p: Pending, reason: FinishReason) {
 /// Length of the common prefix of two token sequences.
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A sampled token and its log-probabilities.
+struct Pick {
+    id: u32,
+    logprob: Option<super::Logprob>,
+}
+
+/// Mask `logits` with the request's constraint, draw its next token and
+/// tell the constraint; the work of one sequence that runs in parallel
+/// with the others'.
+fn pick(r: &mut Running, mut logits: Vec<f32>) -> Result<Pick, FinishReason> {
+    let failed = |e: String| FinishReason::Failed(format!("constraint: {e}"));
+    if let Some(c) = r.constraint.as_mut() {
+        r.mask.clear();
+        r.mask.resize(logits.len().div_ceil(32), 0);
+        c.allowed(&mut r.mask).map_err(failed)?;
+        let mut any = false;
+        for (t, l) in logits.iter_mut().enumerate() {
+            if r.mask[t / 32] >> (t % 32) & 1 == 0 {
+                *l = f32::NEG_INFINITY;
+            } else {
+                any = true;
+            }
+        }
+        if !any {
+            return Err(failed("no token is allowed".into()));
+        }
+    }
+    let id = r.sampler.sample(&logits);
+    r.sampler.accept(id);
+    let lp = r.top_logprobs.map(|k| logprob(&logits, id, k));
+    if let Some(c) = r.constraint.as_mut() {
+        c.accept(id).map_err(failed)?;
+    }
+    Ok(Pick { id, logprob: lp })
 }
