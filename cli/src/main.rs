@@ -7,6 +7,7 @@ mod chat;
 mod fetch;
 mod generate;
 mod info;
+mod serve;
 mod shard;
 mod synth;
 mod usage;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         "chat" => (usage::chat, chat::run(rest)),
         "info" => (usage::info, info::run(rest)),
         "synth" => (usage::synth, synth::run(rest)),
+        "serve" => (usage::serve, serve::run(rest)),
         "bench" => (usage::bench, bench::run(rest)),
         // Internal: one engine of `strata bench`, driven over stdin/stdout.
         "bench-worker" => (usage::bench_worker, bench_worker::run(rest)),

@@ -12,6 +12,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "continue a prompt, locally or through shard nodes (--route)",
     ),
     ("chat", "talk with a model through its chat template"),
+    ("serve", "serve a model over an OpenAI-compatible HTTP API"),
     ("info", "print a GGUF file's metadata and tensor table"),
     (
         "bench",
@@ -154,6 +155,46 @@ options:
 ",
         threads(),
         sampling()
+    )
+}
+
+pub const HTTP_HOST: &str = "127.0.0.1";
+pub const HTTP_PORT: u16 = 8080;
+
+pub fn serve() -> String {
+    // The scheduler's defaults (`SchedulerOptions::for_model`).
+    format!(
+        "\
+usage: strata serve [options]
+
+Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions,
+/v1/completions, /v1/models, /health, /metrics); prints one line
+`strata serve: listening on http://HOST:PORT` when ready. SIGINT or SIGTERM
+stops it: requests in flight are cancelled and it exits with 0.
+
+options:
+{MODEL}
+      --host HOST          address to listen on (default: {HTTP_HOST})
+      --port PORT          port; 0 picks a free one (default: {HTTP_PORT})
+{}
+  -c, --ctx-size N         positions (prompt + generated tokens) per sequence
+                           (default: the model's training context, at most 4096)
+      --parallel N         sequences decoded together, each with its own KV
+                           cache (default: 4)
+      --max-queue N        requests that may wait for a sequence; more get 429
+                           (default: 64)
+      --api-key KEY        require `Authorization: Bearer KEY` on /v1 routes
+                           (default: ${}, else none)
+      --alias NAME         the model's id in the API (default: the file name
+                           without .gguf)
+  -h, --help               print this help
+
+Every request is sampled with its own seed: the request's `seed`, else a fresh
+random one. Results do not depend on which requests run together (the model is
+loaded with batch-invariant numerics).
+",
+        threads(),
+        crate::serve::API_KEY_ENV
     )
 }
 
@@ -355,6 +396,7 @@ pub fn of(path: &[String]) -> Option<String> {
         [] => top(),
         ["generate"] => generate(),
         ["chat"] => chat(),
+        ["serve"] => serve(),
         ["info"] => info(),
         ["bench"] => bench(),
         ["bench-worker"] => bench_worker(),
