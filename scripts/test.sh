@@ -16,6 +16,9 @@
 #   5. bindings/test-all.sh: the C example and misuse suite under valgrind,
 #      the panic-boundary test, and the C++, Python (pytest in a venv under
 #      target/) and Go bindings' tests.
+#   6. server/tests/openai: `strata serve` end to end, driven by the official
+#      `openai` Python client (pytest in the venv target/openai-venv, the
+#      versions pinned in server/tests/openai/requirements.txt).
 #
 # Arguments are passed to `cargo test` (e.g. `scripts/test.sh --test frames`).
 set -euo pipefail
@@ -32,6 +35,8 @@ command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     log "missing ${need_apt[*]}: install them (apt-get install ${need_apt[*]}) or run as root"
@@ -63,3 +68,17 @@ cargo test --release --workspace --features llama-cpp "$@"
 
 log "the C ABI and its bindings"
 bindings/test-all.sh
+
+log "strata serve through the openai client"
+# bindings/test-all.sh has just built the workspace (this is then a no-op);
+# the suite starts target/release/strata serve itself.
+cargo build --release --workspace --quiet
+target=${CARGO_TARGET_DIR:-$PWD/target}
+[ -x "$target/release/strata" ] || { log "missing $target/release/strata"; exit 1; }
+venv=$target/openai-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r server/tests/openai/requirements.txt
+models=${STRATA_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/strata/models}
+STRATA_BIN=$target/release/strata \
+  STRATA_TEST_MODEL=${STRATA_TEST_MODEL:-$models/SmolLM2-135M-Instruct.Q4_1.gguf} \
+  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider server/tests/openai

@@ -77,8 +77,10 @@ class Server:
         self.argv = argv
         self._out = tempfile.NamedTemporaryFile(prefix="strata-serve-", suffix=".out")
         self._err = tempfile.NamedTemporaryFile(prefix="strata-serve-", suffix=".err")
+        # A key in the environment would protect every server; only --api-key may.
+        env = {k: v for k, v in os.environ.items() if k != "STRATA_API_KEY"}
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err
+            argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, env=env
         )
         self.base_url = self._wait_ready()
         self.api_url = self.base_url + "/v1"
