@@ -91,6 +91,18 @@ impl Default for RefOptions {
     }
 }
 
+/// One sequence of [`Reference::timed_parallel`].
+#[derive(Debug, Clone, Default)]
+pub struct StreamTimings {
+    /// Seconds from the start of the run until the first generated token
+    /// was known.
+    pub first_token_seconds: f64,
+    /// Seconds from the start of the run until the last one was.
+    pub last_token_seconds: f64,
+    /// The generated tokens, in order.
+    pub tokens: Vec<u32>,
+}
+
 /// A model loaded in llama.cpp.
 pub struct Reference {
     model: LlamaModel,
@@ -213,6 +225,103 @@ impl Reference {
             generation_seconds: t1.elapsed().as_secs_f64(),
             tokens,
         })
+    }
+
+    /// Batched decoding of several sequences, as llama.cpp serves them: one
+    /// context with a KV stream per sequence (`n_seq_max` = the number of
+    /// prompts, each sequence with its own `n_ctx` positions), every prompt
+    /// evaluated in one `llama_decode` (each token carrying its sequence id),
+    /// then `n - 1` steps of one `llama_decode` over one token per sequence,
+    /// the argmax of each sequence's logits fed back (end-of-generation
+    /// tokens ignored). Only the decodes are timed, from before the prompts'
+    /// decode; creating the context is not.
+    pub fn timed_parallel(&self, prompts: &[Vec<u32>], n: usize) -> Result<Vec<StreamTimings>> {
+        let n_seq = prompts.len();
+        if n_seq == 0 || prompts.iter().any(|p| p.is_empty()) {
+            return Err(Error::EmptyPrompt);
+        }
+        if n == 0 {
+            return Err(reference_error(
+                "a parallel run generates at least one token",
+            ));
+        }
+        let per_seq = self.opts.n_ctx.max(1);
+        let total: usize = prompts.iter().map(|p| p.len()).sum();
+        let too_big = || reference_error("the sequences do not fit llama.cpp's limits");
+        let n_ctx = u32::try_from(n_seq)
+            .ok()
+            .and_then(|s| s.checked_mul(per_seq))
+            .ok_or_else(too_big)?;
+        let n_batch = u32::try_from(total.max(n_seq)).map_err(|_| too_big())?;
+        let fa = if self.opts.flash_attention {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+        } else {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_seq_max(n_seq as u32)
+            .with_n_batch(n_batch)
+            .with_n_ubatch(512)
+            .with_n_threads(self.opts.n_threads as i32)
+            .with_n_threads_batch(self.opts.n_threads as i32)
+            .with_flash_attention_policy(fa);
+        let mut ctx = self
+            .model
+            .new_context(backend()?, params)
+            .map_err(reference_error)?;
+        let mut batch = LlamaBatch::new(total.max(n_seq), n_seq as i32);
+        // Index in the batch of each sequence's last prompt token.
+        let mut last = Vec::with_capacity(n_seq);
+        for (s, prompt) in prompts.iter().enumerate() {
+            for (i, &t) in prompt.iter().enumerate() {
+                batch
+                    .add(
+                        LlamaToken(t as i32),
+                        i as i32,
+                        &[s as i32],
+                        i + 1 == prompt.len(),
+                    )
+                    .map_err(reference_error)?;
+            }
+            last.push(batch.n_tokens() - 1);
+        }
+        let mut out = vec![StreamTimings::default(); n_seq];
+        let t0 = Instant::now();
+        ctx.decode(&mut batch).map_err(reference_error)?;
+        let mut toks: Vec<u32> = last
+            .iter()
+            .map(|&i| crate::sampler::argmax(ctx.get_logits_ith(i)))
+            .collect();
+        let first = t0.elapsed().as_secs_f64();
+        for (o, &t) in out.iter_mut().zip(&toks) {
+            o.first_token_seconds = first;
+            o.tokens.reserve(n);
+            o.tokens.push(t);
+        }
+        for step in 1..n {
+            batch.clear();
+            for (s, (&t, prompt)) in toks.iter().zip(prompts).enumerate() {
+                batch
+                    .add(
+                        LlamaToken(t as i32),
+                        (prompt.len() + step - 1) as i32,
+                        &[s as i32],
+                        true,
+                    )
+                    .map_err(reference_error)?;
+            }
+            ctx.decode(&mut batch).map_err(reference_error)?;
+            for (s, t) in toks.iter_mut().enumerate() {
+                *t = crate::sampler::argmax(ctx.get_logits_ith(s as i32));
+                out[s].tokens.push(*t);
+            }
+        }
+        let end = t0.elapsed().as_secs_f64();
+        for o in &mut out {
+            o.last_token_seconds = if n > 1 { end } else { first };
+        }
+        Ok(out)
     }
 
     /// Greedy decoding: the prompt as one batch, then `n` tokens one by one
