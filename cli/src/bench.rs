@@ -24,13 +24,17 @@ use crate::args::Args;
 use crate::bench_worker::{ids, Timed};
 use strata::Model;
 
+/// `strata bench --parallel`: several streams at once.
+#[path = "bench_parallel.rs"]
+mod parallel;
+
 pub const NO_LLAMA: &str = "--vs llama.cpp needs a build with the llama-cpp feature: \
                             cargo build --release -p strata-cli --features llama-cpp";
 
 /// Pause between two measured runs.
-const SETTLE: Duration = Duration::from_millis(150);
+pub(crate) const SETTLE: Duration = Duration::from_millis(150);
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return 0.0;
@@ -43,18 +47,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The benchmark's text, repeated to make prompts.
+const TEXT: &str =
+    "Strata runs quantized language models on every node of a decentralized network; \
+                    each node loads a range of layers and passes hidden states to the next. ";
+
 /// A deterministic prompt of exactly `p` tokens: ordinary text, repeated.
 fn prompt_tokens(model: &Model, p: usize) -> Result<Vec<u32>, String> {
-    let text = "Strata runs quantized language models on every node of a decentralized network; \
-                each node loads a range of layers and passes hidden states to the next. ";
-    let one = model
-        .tokenizer()
-        .encode(text, false, false)
-        .map_err(|e| e.to_string())?;
+    prefixed_prompt(model, "", p)
+}
+
+/// A deterministic prompt of exactly `p` tokens: BOS where the model wants
+/// one, `prefix`, then the benchmark text repeated.
+pub(crate) fn prefixed_prompt(model: &Model, prefix: &str, p: usize) -> Result<Vec<u32>, String> {
+    let tok = model.tokenizer();
+    let one = tok.encode(TEXT, false, false).map_err(|e| e.to_string())?;
     if one.is_empty() {
         return Err("the benchmark text tokenizes to nothing".into());
     }
-    let mut ids: Vec<u32> = model.tokenizer().bos().into_iter().collect();
+    let mut ids: Vec<u32> = tok.bos().into_iter().collect();
+    ids.extend(
+        tok.encode(prefix, false, false)
+            .map_err(|e| e.to_string())?,
+    );
     while ids.len() < p {
         ids.extend_from_slice(&one);
     }
@@ -63,19 +78,23 @@ fn prompt_tokens(model: &Model, p: usize) -> Result<Vec<u32>, String> {
 }
 
 /// One engine's worker process.
-struct Worker {
-    name: &'static str,
+pub(crate) struct Worker {
+    pub(crate) name: String,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     samples: Vec<Timed>,
     /// Peak and current resident memory after the runs, KiB.
-    memory: (u64, u64),
+    pub(crate) memory: (u64, u64),
 }
 
 impl Worker {
-    fn start(
-        name: &'static str,
+    /// Start `strata bench-worker --engine ENGINE` (with `extra` options),
+    /// named `name` in messages and reports.
+    pub(crate) fn start(
+        name: &str,
+        engine: &str,
+        extra: &[&str],
         model: &Path,
         threads: usize,
         n_ctx: usize,
@@ -83,7 +102,8 @@ impl Worker {
         let exe = std::env::current_exe().map_err(|e| format!("finding the strata binary: {e}"))?;
         let mut child = Command::new(exe)
             .arg("bench-worker")
-            .args(["--engine", name, "-t", &threads.to_string()])
+            .args(["--engine", engine, "-t", &threads.to_string()])
+            .args(extra)
             .args(["-c", &n_ctx.to_string(), "-m"])
             .arg(model)
             .stdin(Stdio::piped())
@@ -95,7 +115,7 @@ impl Worker {
             return Err(format!("the {name} worker has no pipes"));
         };
         let mut w = Worker {
-            name,
+            name: name.to_string(),
             child,
             stdin,
             stdout: BufReader::new(stdout),
@@ -119,6 +139,22 @@ impl Worker {
             Ok(_) => Ok(line.trim_end().to_string()),
             Err(e) => Err(format!("reading from the {} worker: {e}", self.name)),
         }
+    }
+
+    /// Send one request line; the reply after its `ok `.
+    pub(crate) fn request(&mut self, line: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{line}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| format!("writing to the {} worker: {e}", self.name))?;
+        let reply = self.read_line()?;
+        if let Some(rest) = reply.strip_prefix("ok ") {
+            return Ok(rest.to_string());
+        }
+        Err(format!(
+            "the {} worker: {}",
+            self.name,
+            reply.strip_prefix("err ").unwrap_or(&reply)
+        ))
     }
 
     /// One prompt + `n` greedy steps, timed by the worker.
@@ -158,7 +194,7 @@ impl Worker {
     }
 
     /// Ask for the worker's peak and current resident memory.
-    fn memory(&mut self) -> Result<(u64, u64), String> {
+    pub(crate) fn memory(&mut self) -> Result<(u64, u64), String> {
         writeln!(self.stdin, "memory")
             .and_then(|_| self.stdin.flush())
             .map_err(|e| format!("writing to the {} worker: {e}", self.name))?;
@@ -217,7 +253,7 @@ mod tests {
     }
 }
 
-fn range(v: &[f64]) -> String {
+pub(crate) fn range(v: &[f64]) -> String {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{lo:.1}–{hi:.1}")
@@ -240,7 +276,15 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         "repetitions",
         "vs",
         "json",
+        "parallel",
+        "numerics",
     ])?;
+    if a.str("parallel").is_some() {
+        return parallel::run(&a);
+    }
+    if a.str("numerics").is_some() {
+        return Err("--numerics applies to --parallel runs".into());
+    }
     let p: usize = a.get("n-prompt")?.unwrap_or(512);
     let n: usize = a.get("n-predict")?.unwrap_or(128);
     let reps: usize = a.get("repetitions")?.unwrap_or(5).max(1);
@@ -273,9 +317,23 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         prompt_tokens(&model, p)?
     };
     let n_ctx = p + n + 1;
-    let mut workers = vec![Worker::start("strata", &path, threads, n_ctx)?];
+    let mut workers = vec![Worker::start(
+        "strata",
+        "strata",
+        &[],
+        &path,
+        threads,
+        n_ctx,
+    )?];
     if vs {
-        workers.push(Worker::start("llama.cpp", &path, threads, n_ctx)?);
+        workers.push(Worker::start(
+            "llama.cpp",
+            "llama.cpp",
+            &[],
+            &path,
+            threads,
+            n_ctx,
+        )?);
     }
     // One unmeasured run each (pages in the weights, warms the pools).
     for w in &mut workers {
@@ -324,7 +382,7 @@ fn report(
             "repetitions": reps, "separate_processes": true,
         });
         for w in workers {
-            j[w.name] = serde_json::json!({
+            j[w.name.as_str()] = serde_json::json!({
                 "pp_tokens_per_second": median(w.pp(p)),
                 "tg_tokens_per_second": median(w.tg(n)),
                 "samples": {"pp": w.pp(p), "tg": w.tg(n)},

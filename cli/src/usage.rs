@@ -222,14 +222,25 @@ Measure prompt processing (one forward over -p tokens) and generation (-n decode
 steps after that prompt), in the manner of llama-bench: the median tokens/s of
 -r repetitions, each engine in a worker process of its own.
 
+With --parallel, serve N streams at once for each N in the list: N requests
+submitted together (distinct -p-token prompts, -n greedy tokens each, end of
+generation ignored) through the scheduler with N slots, and, with --vs
+llama.cpp, llama.cpp decoding N sequences in one batch. Reported per N: the
+aggregate decode tokens/s (tokens after each stream's first, over the time from
+the earliest first token to the last token), the median time to first token and
+the wall time; at N = 1 also the `strata generate` path.
+
 options:
 {MODEL}
-  -p, --n-prompt N         prompt tokens (default: 512)
+  -p, --n-prompt N         prompt tokens (default: 512; 16 with --parallel)
   -n, --n-predict N        generated tokens (default: 128)
   -r, --repetitions N      measured repetitions (default: 5)
 {}
       --vs llama.cpp       also run llama.cpp on the same file, threads and prompt
                            (needs a build with the llama-cpp feature)
+      --parallel LIST      stream counts, comma-separated, e.g. 1,2,4,8,16
+      --numerics MODE      with --parallel: Strata's summation order, llama.cpp,
+                           batch-invariant or both (default: llama.cpp)
       --json               print one JSON object with every sample
   -h, --help               print this help
 ",
@@ -240,9 +251,10 @@ options:
 pub fn bench_worker() -> String {
     "\
 usage: strata bench-worker --engine strata|llama.cpp -m MODEL -t THREADS -c CTX
+                           [--numerics llama.cpp|batch-invariant]
 
-Internal: one engine of `strata bench`, driven over stdin and stdout. There are
-no defaults; every option is required.
+Internal: one engine of `strata bench`, driven over stdin and stdout. Every
+option but --numerics (default: llama.cpp) is required.
 "
     .into()
 }
