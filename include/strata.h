@@ -121,6 +121,12 @@
 #define STRATA_MODEL_ADD_BOS 8
 
 /**
+ * Most alternatives a token's event lists (strata_request_params.top_logprobs
+ * may be 0 to this).
+ */
+#define STRATA_MAX_TOP_LOGPROBS 20
+
+/**
  * strata_tokenize flag: add BOS/EOS where the model's metadata asks for them.
  */
 #define STRATA_TOKENIZE_ADD_SPECIAL 1
@@ -174,7 +180,8 @@ typedef enum strata_status {
     STRATA_BUFFER_TOO_SMALL = 5,
     /**
      * The session or sampler is in use (by another thread, or the call
-     * came from inside one of its own callbacks); nothing changed.
+     * came from inside one of its own callbacks), or another thread is
+     * polling the same scheduler request; nothing changed.
      */
     STRATA_BUSY = 6,
     /**
@@ -202,7 +209,7 @@ typedef enum strata_status {
      */
     STRATA_UNSUPPORTED = 22,
     /**
-     * A metadata key does not exist.
+     * A metadata key, or a scheduler's request id, does not exist.
      */
     STRATA_NOT_FOUND = 23,
     /**
@@ -269,6 +276,23 @@ typedef enum strata_status {
      */
     STRATA_UNKNOWN_SESSION = 68,
     /**
+     * The scheduler's request queue is full; retry later.
+     */
+    STRATA_QUEUE_FULL = 70,
+    /**
+     * A request needs more KV cache than the scheduler's whole budget.
+     */
+    STRATA_KV_BUDGET = 71,
+    /**
+     * The scheduler has stopped and takes no more requests.
+     */
+    STRATA_STOPPED = 72,
+    /**
+     * Nothing happened within the timeout the call was given (no event of
+     * a scheduler request); nothing changed.
+     */
+    STRATA_TIMEOUT = 73,
+    /**
      * A network error (not returned by the functions of this header today).
      */
     STRATA_NETWORK = 80,
@@ -297,6 +321,16 @@ typedef struct strata_model strata_model;
  * is in use returns STRATA_BUSY).
  */
 typedef struct strata_sampler strata_sampler;
+
+/**
+ * Many requests at once on one model: a request queue and continuous
+ * batching, run by a thread of its own. Thread-safe: any number of threads
+ * may submit, poll, cancel and read stats at once; a request's events are
+ * polled by one thread at a time (a second poll of the same request while
+ * one waits returns STRATA_BUSY), and polls of different requests never
+ * wait for each other. Keeps its model alive.
+ */
+typedef struct strata_scheduler strata_scheduler;
 
 /**
  * One conversation over a model: its KV cache, the tokens it holds and the
@@ -674,6 +708,238 @@ typedef struct strata_model_info {
 } strata_model_info;
 
 /**
+ * How to run a scheduler. Set struct_size to sizeof(strata_scheduler_options);
+ * every other field may be 0 for its default (NULL options: all defaults).
+ * strata_scheduler_get_options tells the values a scheduler runs with.
+ */
+typedef struct strata_scheduler_options {
+    /**
+     * sizeof(this struct), set by the caller (see the conventions).
+     */
+    uint32_t struct_size;
+    /**
+     * Sequences decoded together, each with its own KV cache; 1 to 1024.
+     * 0 = 4.
+     */
+    uint32_t slots;
+    /**
+     * Positions (prompt + generated tokens) per sequence; 0 = the model's
+     * training context, capped at 4096.
+     */
+    uint32_t n_ctx;
+    /**
+     * Requests that may wait for a slot; more are refused with
+     * STRATA_QUEUE_FULL. 0 = 64.
+     */
+    uint32_t max_queue;
+    /**
+     * Most tokens one step evaluates (a token of every running sequence
+     * plus prompt chunks); at least `slots`. 0 = 512.
+     */
+    uint32_t max_batch_tokens;
+    /**
+     * Most prompt tokens one sequence evaluates per step. 0 = 256.
+     */
+    uint32_t prefill_chunk;
+    /**
+     * Most bytes of KV cache all slots may hold together; 0 = enough for
+     * every slot's whole context.
+     */
+    uint64_t kv_budget_bytes;
+} strata_scheduler_options;
+
+/**
+ * What one request generates. Set struct_size to sizeof(strata_request_params)
+ * and start from strata_request_params_default(); NULL params mean the
+ * defaults (128 tokens, the default sampler, no stop strings, no logprobs).
+ */
+typedef struct strata_request_params {
+    /**
+     * sizeof(this struct), set by the caller (see the conventions).
+     */
+    uint32_t struct_size;
+    /**
+     * Most tokens to generate (the context may end generation sooner);
+     * 0 ends the request at once (STRATA_FINISH_MAX_TOKENS). Default 128.
+     */
+    uint32_t max_tokens;
+    /**
+     * Sampling parameters, with their seed; NULL =
+     * strata_sampler_params_default(). Read during the call only.
+     */
+    const struct strata_sampler_params *sampler;
+    /**
+     * Stop strings (`n_stop` of them, UTF-8; NULL when 0): generation ends
+     * when the text contains one (STRATA_FINISH_STOP_STRING), and the text
+     * delivered ends before it. Read during the call only.
+     */
+    const struct strata_str *stop;
+    /**
+     * Number of stop strings.
+     */
+    size_t n_stop;
+    /**
+     * Non-zero: every token event carries the token's log-probability
+     * (strata_request_event.logprob) and `top_logprobs` alternatives.
+     * Default 0.
+     */
+    uint32_t logprobs;
+    /**
+     * How many of the most likely alternatives each token event lists,
+     * 0 to STRATA_MAX_TOP_LOGPROBS (needs `logprobs`). Default 0.
+     */
+    uint32_t top_logprobs;
+    /**
+     * Non-zero: keep generating past end-of-generation tokens (for
+     * benchmarks). Default 0.
+     */
+    uint32_t ignore_eos;
+} strata_request_params;
+
+/**
+ * What a request event is (strata_request_event.kind).
+ */
+typedef uint32_t strata_event_kind;
+
+/**
+ * Why a request ended (strata_request_event.finish_reason).
+ */
+typedef uint32_t strata_finish_reason;
+
+/**
+ * One event of a request, filled by strata_scheduler_poll. Set struct_size
+ * to sizeof(strata_request_event). The event's text goes to the buffer
+ * given to the poll; the texts of a request's events, in order, make its
+ * whole generated text.
+ */
+typedef struct strata_request_event {
+    /**
+     * sizeof(this struct), set by the caller (see the conventions).
+     */
+    uint32_t struct_size;
+    /**
+     * STRATA_EVENT_TOKEN or STRATA_EVENT_DONE.
+     */
+    strata_event_kind kind;
+    /**
+     * The token generated (a token event); STRATA_TOKEN_NONE for the last
+     * event.
+     */
+    uint32_t token;
+    /**
+     * Non-zero when `logprob` and the `top_*` fields are set (a token event
+     * of a request with params->logprobs).
+     */
+    uint32_t has_logprob;
+    /**
+     * Natural log of the token's probability (softmax of the logits the
+     * sampler saw, at temperature 1).
+     */
+    float logprob;
+    /**
+     * How many entries of top_tokens / top_logprobs are set (the request's
+     * top_logprobs).
+     */
+    uint32_t n_top;
+    /**
+     * The most likely tokens at this position, best first.
+     */
+    uint32_t top_tokens[STRATA_MAX_TOP_LOGPROBS];
+    /**
+     * Their log-probabilities.
+     */
+    float top_logprobs[STRATA_MAX_TOP_LOGPROBS];
+    /**
+     * A STRATA_FINISH_* value: STRATA_FINISH_NONE for a token event, why
+     * the request ended for the last event.
+     */
+    strata_finish_reason finish_reason;
+    /**
+     * Tokens of the prompt (the last event; 0 before).
+     */
+    uint64_t prompt_tokens;
+    /**
+     * Prompt tokens found in a slot's cache and not evaluated again (the
+     * last event).
+     */
+    uint64_t cached_tokens;
+    /**
+     * Tokens generated, an end-of-generation token that ended it included
+     * (the last event).
+     */
+    uint64_t completion_tokens;
+    /**
+     * Milliseconds from submission to the first token; 0 if none came
+     * (the last event).
+     */
+    double time_to_first_token_ms;
+    /**
+     * Milliseconds from submission to the end (the last event).
+     */
+    double total_ms;
+} strata_request_event;
+
+/**
+ * A scheduler's counters since it started, and its state now
+ * (strata_scheduler_stats). Set struct_size to sizeof(strata_scheduler_stats).
+ */
+typedef struct strata_scheduler_stats {
+    /**
+     * sizeof(this struct), set by the caller (see the conventions).
+     */
+    uint32_t struct_size;
+    /**
+     * Slots (sequences decoded together).
+     */
+    uint32_t slots;
+    /**
+     * Requests in a slot now.
+     */
+    uint32_t running;
+    /**
+     * Requests waiting for a slot now.
+     */
+    uint32_t queued;
+    /**
+     * Requests that have ended.
+     */
+    uint64_t requests_total;
+    /**
+     * Prompt tokens of the requests that have ended.
+     */
+    uint64_t prompt_tokens_total;
+    /**
+     * Of those, tokens found in a slot's cache (not evaluated again).
+     */
+    uint64_t cached_tokens_total;
+    /**
+     * Tokens generated.
+     */
+    uint64_t generated_tokens_total;
+    /**
+     * Sum of the requests' times to first token, in milliseconds.
+     */
+    double ttft_ms_sum;
+    /**
+     * Requests that produced a first token (ttft_ms_sum / ttft_count is
+     * the mean time to first token).
+     */
+    uint64_t ttft_count;
+    /**
+     * KV cache bytes the slots hold now.
+     */
+    uint64_t kv_bytes_used;
+    /**
+     * Most KV cache bytes the slots may hold together.
+     */
+    uint64_t kv_bytes_budget;
+    /**
+     * Forward steps run.
+     */
+    uint64_t steps_total;
+} strata_scheduler_stats;
+
+/**
  * How to create a session. Set struct_size to sizeof(strata_session_options);
  * NULL options mean the defaults.
  */
@@ -848,6 +1114,59 @@ typedef struct strata_layer_range {
  * in one call differ from llama.cpp's in low bits.
  */
 #define STRATA_NUMERICS_BATCH_INVARIANT 1
+
+/**
+ * A generated token.
+ */
+#define STRATA_EVENT_TOKEN 1
+
+/**
+ * The end of the request: always its last event.
+ */
+#define STRATA_EVENT_DONE 2
+
+/**
+ * Not the last event (a token event).
+ */
+#define STRATA_FINISH_NONE 0
+
+/**
+ * The model produced an end-of-generation token.
+ */
+#define STRATA_FINISH_EOG 1
+
+/**
+ * A stop string appeared (the text delivered ends before it).
+ */
+#define STRATA_FINISH_STOP_STRING 2
+
+/**
+ * max_tokens tokens were generated.
+ */
+#define STRATA_FINISH_MAX_TOKENS 3
+
+/**
+ * The sequence's context (strata_scheduler_options.n_ctx) is full.
+ */
+#define STRATA_FINISH_CONTEXT_FULL 4
+
+/**
+ * A constraint on the output is complete (not reachable from this header
+ * today).
+ */
+#define STRATA_FINISH_CONSTRAINT_END 5
+
+/**
+ * strata_scheduler_cancel (or strata_scheduler_free) ended it.
+ */
+#define STRATA_FINISH_CANCELLED 6
+
+/**
+ * Something failed (other requests go on). The poll that
+ * returns this event also leaves the reason as the thread's last error
+ * (strata_last_error), although it returns STRATA_OK.
+ */
+#define STRATA_FINISH_FAILED 7
 
 #ifdef __cplusplus
 extern "C" {
@@ -1149,6 +1468,104 @@ enum strata_status strata_sampler_accept(struct strata_sampler *sampler, uint32_
  * Forget the penalty window and restart the RNG from the seed.
  */
 enum strata_status strata_sampler_reset(struct strata_sampler *sampler);
+
+/**
+ * Fill `*options` with the defaults (every field 0). Set
+ * options->struct_size first.
+ */
+enum strata_status strata_scheduler_options_default(struct strata_scheduler_options *options);
+
+/**
+ * Fill `*params` with the defaults (128 tokens, the default sampler, no
+ * stop strings, no logprobs). Set params->struct_size first.
+ */
+enum strata_status strata_request_params_default(struct strata_request_params *params);
+
+/**
+ * Start a scheduler on a model that holds both the token embedding and
+ * the output head (STRATA_WRONG_SHARD otherwise). STRATA_INVALID_ARGUMENT
+ * names an impossible option (slots above 1024, max_batch_tokens below
+ * slots, n_ctx above 2^24). The KV caches grow as requests need them.
+ * Free it with strata_scheduler_free.
+ */
+enum strata_status strata_scheduler_new(const struct strata_model *model,
+                                        const struct strata_scheduler_options *options,
+                                        struct strata_scheduler **scheduler);
+
+/**
+ * Free a scheduler (NULL is accepted): every request still running or
+ * queued is cancelled, the scheduler's thread is joined, and the events
+ * nobody polled are dropped. No other call on the scheduler may run
+ * during or after it.
+ */
+void strata_scheduler_free(struct strata_scheduler *scheduler);
+
+/**
+ * The options the scheduler runs with, defaults filled in
+ * (kv_budget_bytes: the budget in force).
+ */
+enum strata_status strata_scheduler_get_options(const struct strata_scheduler *scheduler,
+                                                struct strata_scheduler_options *options);
+
+/**
+ * Submit a request: generate after the `n_prompt` token ids of `prompt`
+ * (the caller tokenizes and applies any chat template), as `params` says
+ * (NULL: the defaults); `*request_id` receives its id, for
+ * strata_scheduler_poll and strata_scheduler_cancel. It waits in the queue
+ * until a slot is free. Refusals (nothing is submitted):
+ * STRATA_EMPTY_INPUT (no tokens), STRATA_TOKEN_OUT_OF_RANGE,
+ * STRATA_CONTEXT_FULL (the prompt is longer than n_ctx),
+ * STRATA_KV_BUDGET (the prompt plus max_tokens can never fit the KV
+ * budget), STRATA_QUEUE_FULL (slots + max_queue requests are submitted
+ * and their last events not yet polled; retry later),
+ * STRATA_INVALID_ARGUMENT (bad sampler values, top_logprobs),
+ * STRATA_STOPPED (the scheduler has stopped).
+ */
+enum strata_status strata_scheduler_submit(const struct strata_scheduler *scheduler,
+                                           const uint32_t *prompt,
+                                           size_t n_prompt,
+                                           const struct strata_request_params *params,
+                                           uint64_t *request_id);
+
+/**
+ * The next event of request `request_id`, waiting up to `timeout_ms`
+ * milliseconds for it (0: only an event that is already there). On
+ * STRATA_OK `*event` (struct_size set) receives it and its text goes to
+ * `text` (room for `text_cap` bytes; NUL-terminated, `*text_len` receives
+ * the length without the NUL): for a token event the text the token
+ * completes (often empty while a multi-byte character or a possible stop
+ * string is pending), for the last event (STRATA_EVENT_DONE) the text held
+ * back until the end. After the last event the request is forgotten: a
+ * later poll or cancel of its id returns STRATA_NOT_FOUND.
+ *
+ * Other results: STRATA_TIMEOUT (no event within timeout_ms; nothing
+ * written), STRATA_BUFFER_TOO_SMALL (`*text_len` receives the length
+ * needed, without the NUL; the event is kept and the next poll returns it
+ * again), STRATA_NOT_FOUND (no such request), STRATA_BUSY (another thread
+ * is polling this request).
+ */
+enum strata_status strata_scheduler_poll(const struct strata_scheduler *scheduler,
+                                         uint64_t request_id,
+                                         uint32_t timeout_ms,
+                                         struct strata_request_event *event,
+                                         char *text,
+                                         size_t text_cap,
+                                         size_t *text_len);
+
+/**
+ * Cancel request `request_id`: it ends before the scheduler's next step,
+ * and its last event says STRATA_FINISH_CANCELLED (unless it had already
+ * ended otherwise). Poll it to its last event as usual.
+ * STRATA_NOT_FOUND for an id that is not (or no longer) known.
+ */
+enum strata_status strata_scheduler_cancel(const struct strata_scheduler *scheduler,
+                                           uint64_t request_id);
+
+/**
+ * The scheduler's counters and state (`*stats`, struct_size set).
+ */
+enum strata_status strata_scheduler_stats(const struct strata_scheduler *scheduler,
+                                          struct strata_scheduler_stats *stats);
 
 /**
  * Open a session on a model that holds both the token embedding and the

@@ -17,9 +17,9 @@
 //! Files, one per thing owned: `boundary` (the panic boundary), `status`
 //! (status codes), `error` (thread-local last error), `args` (argument
 //! checks and copy-out), `log` (the log callback), `model`, `tokenize`,
-//! `session`, `sampler`, `generate`, `frame`, `shard`, `split`; and, with
-//! the `ffi-test-panic` feature only, `test_panic` (a hook for the C tests,
-//! not in the header).
+//! `session`, `sampler`, `generate`, `scheduler`, `frame`, `shard`,
+//! `split`; and, with the `ffi-test-panic` feature only, `test_panic` (a
+//! hook for the C tests, not in the header).
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
@@ -65,6 +65,7 @@ pub mod generate;
 pub mod log;
 pub mod model;
 pub mod sampler;
+pub mod scheduler;
 pub mod session;
 pub mod shard;
 pub mod split;
@@ -86,6 +87,7 @@ pub use log::{
 };
 pub use model::*;
 pub use sampler::*;
+pub use scheduler::*;
 pub use session::*;
 pub use shard::*;
 pub use split::*;

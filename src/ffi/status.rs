@@ -29,7 +29,8 @@ pub enum strata_status {
     /// length needed, and nothing else changed.
     STRATA_BUFFER_TOO_SMALL = 5,
     /// The session or sampler is in use (by another thread, or the call
-    /// came from inside one of its own callbacks); nothing changed.
+    /// came from inside one of its own callbacks), or another thread is
+    /// polling the same scheduler request; nothing changed.
     STRATA_BUSY = 6,
     /// A callback asked to stop an operation that cannot finish partially
     /// (a model load); nothing was created.
@@ -45,7 +46,7 @@ pub enum strata_status {
     /// A valid model uses something this library does not implement (an
     /// architecture, a tensor type, a tokenizer).
     STRATA_UNSUPPORTED = 22,
-    /// A metadata key does not exist.
+    /// A metadata key, or a scheduler's request id, does not exist.
     STRATA_NOT_FOUND = 23,
     /// The tokenizer could not handle the input.
     STRATA_TOKENIZER = 24,
@@ -86,6 +87,9 @@ pub enum strata_status {
     STRATA_KV_BUDGET = 71,
     /// The scheduler has stopped and takes no more requests.
     STRATA_STOPPED = 72,
+    /// Nothing happened within the timeout the call was given (no event of
+    /// a scheduler request); nothing changed.
+    STRATA_TIMEOUT = 73,
     /// A network error (not returned by the functions of this header today).
     STRATA_NETWORK = 80,
     /// A bug in Strata: a Rust panic was caught at the boundary. The handle
@@ -233,6 +237,7 @@ impl strata_status {
         (strata_status::STRATA_QUEUE_FULL, c"STRATA_QUEUE_FULL"),
         (strata_status::STRATA_KV_BUDGET, c"STRATA_KV_BUDGET"),
         (strata_status::STRATA_STOPPED, c"STRATA_STOPPED"),
+        (strata_status::STRATA_TIMEOUT, c"STRATA_TIMEOUT"),
         (strata_status::STRATA_NETWORK, c"STRATA_NETWORK"),
         (strata_status::STRATA_PANIC, c"STRATA_PANIC"),
         (strata_status::STRATA_INTERNAL, c"STRATA_INTERNAL"),
