@@ -297,7 +297,7 @@ pub fn router(app: Shared) -> Router {
 }
 
 /// A panic in a handler answers 500; the server goes on.
-async fn catch_panic(req: HttpRequest, next: Next) -> Response {
+pub async fn catch_panic(req: HttpRequest, next: Next) -> Response {
     match AssertUnwindSafe(next.run(req)).catch_unwind().await {
         Ok(r) => r,
         Err(_) => ApiError::internal(
