@@ -117,6 +117,10 @@ pub enum Error {
     KvBudget { needed: usize, budget: usize },
     #[error("the scheduler has stopped")]
     SchedulerStopped,
+    #[error("malformed receipt: {field}: {reason}")]
+    ReceiptMalformed { field: &'static str, reason: String },
+    #[error("{what} needs a model loaded with Numerics::BatchInvariant (only that mode gives the same bits however the tokens are split into forward calls)")]
+    NeedsBatchInvariant { what: &'static str },
     #[error("batch item {index}: {source}")]
     BatchItem {
         index: usize,

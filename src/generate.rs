@@ -191,6 +191,17 @@ impl TokenStream<'_> {
         }
     }
 
+    /// The logits the next token will be sampled from (those of the last
+    /// position evaluated). Receipts hash them before each step.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Whether the stream has ended (the iterator returns `None` from now on).
+    pub fn is_done(&self) -> bool {
+        self.done.is_some()
+    }
+
     /// The completion so far (final once the iterator returned `None`).
     pub fn finish(mut self) -> Completion {
         let tail = self.decoder.finish();

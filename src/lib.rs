@@ -14,6 +14,7 @@ pub mod model;
 pub mod model_cache;
 pub mod ops;
 pub mod quant;
+pub mod receipt;
 #[cfg(feature = "llama-cpp")]
 pub mod reference;
 pub mod sampler;
