@@ -394,6 +394,9 @@ async fn run_request(app: Shared, p: Prepared) -> Response {
         echo,
     } = p;
     let meta = app.meta(endpoint);
+    // Unbounded in type, bounded in use: a request sends at most
+    // max_tokens + 1 events (max_tokens is capped at the context), and the
+    // sink on the scheduler's thread must never block.
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let id = match app
         .scheduler
