@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::args::Args;
-use strata::{GenerateParams, Model, Session, SessionOptions};
+use strata::{GenerateParams, Model, Numerics, Session, SessionOptions};
 
 const KNOWN: &[&str] = &[
     "model",
@@ -21,6 +21,7 @@ const KNOWN: &[&str] = &[
     "stop",
     "route",
     "json",
+    "receipt",
 ];
 
 pub fn run(raw: &[String]) -> Result<(), String> {
@@ -31,7 +32,11 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         .ok_or("generate needs -p PROMPT")?
         .to_string();
     let json = a.flag("json");
+    let receipt = a.str("receipt").map(std::path::PathBuf::from);
     if let Some(route) = a.str("route") {
+        if receipt.is_some() {
+            return Err("--receipt needs a local model (not --route)".into());
+        }
         return crate::shard::generate_routed(&a, route, &prompt, json);
     }
     let params = GenerateParams {
@@ -43,7 +48,12 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         ..Default::default()
     };
     let path = crate::model_path(&a)?;
-    let model = Arc::new(Model::load(&path, &crate::load_options(&a)?).map_err(|e| e.to_string())?);
+    let mut load = crate::load_options(&a)?;
+    if receipt.is_some() {
+        // Only this mode lets one batched pass reproduce the decode's bits.
+        load.numerics = Numerics::BatchInvariant;
+    }
+    let model = Arc::new(Model::load(&path, &load).map_err(|e| e.to_string())?);
     let mut session = Session::new(
         model,
         &SessionOptions {
@@ -56,15 +66,23 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         let _ = write!(out, "{prompt}");
         let _ = out.flush();
     }
-    let completion = session
-        .generate(&prompt, &params, |ev| {
-            if !json {
-                let _ = write!(out, "{}", ev.text);
-                let _ = out.flush();
-            }
-            true
-        })
-        .map_err(|e| e.to_string())?;
+    let on_token = |ev: &strata::TokenEvent| {
+        if !json {
+            let _ = write!(out, "{}", ev.text);
+            let _ = out.flush();
+        }
+        true
+    };
+    let completion = match &receipt {
+        None => session.generate(&prompt, &params, on_token),
+        Some(file) => session
+            .generate_with_receipt(&prompt, &params, on_token)
+            .and_then(|(c, r)| {
+                crate::verify::write_receipt(file, &r)?;
+                Ok(c)
+            }),
+    }
+    .map_err(|e| e.to_string())?;
     let t = &completion.timings;
     if json {
         let v = serde_json::json!({

@@ -11,6 +11,7 @@ mod serve;
 mod shard;
 mod synth;
 mod usage;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         "info" => (usage::info, info::run(rest)),
         "synth" => (usage::synth, synth::run(rest)),
         "serve" => (usage::serve, serve::run(rest)),
+        "verify" => (usage::verify, verify::run(rest)),
         "bench" => (usage::bench, bench::run(rest)),
         // Internal: one engine of `strata bench`, driven over stdin/stdout.
         "bench-worker" => (usage::bench_worker, bench_worker::run(rest)),

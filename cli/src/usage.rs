@@ -13,6 +13,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("chat", "talk with a model through its chat template"),
     ("serve", "serve a model over an OpenAI-compatible HTTP API"),
+    (
+        "verify",
+        "check a generation's receipt exactly, in one batched pass",
+    ),
     ("info", "print a GGUF file's metadata and tensor table"),
     (
         "bench",
@@ -116,6 +120,9 @@ options:
                            may be repeated (default: none)
       --json               print one JSON object (tokens, text, stop reason,
                            timings) instead of streaming
+      --receipt FILE       write a receipt of the generation (`strata verify`
+                           checks it): JSON if FILE ends in .json, else binary;
+                           the model then runs in the batch-invariant mode
       --route LIST         run the model on shard nodes (`strata shard serve`),
                            in pipeline order; see below
   -h, --help               print this help
@@ -128,6 +135,32 @@ threads are set where they are served (`strata shard serve -t`).
 ",
         threads(),
         sampling()
+    )
+}
+
+pub fn verify() -> String {
+    format!(
+        "\
+usage: strata verify [options] RECEIPT
+
+Check a receipt written by `strata generate --receipt` against a model: one
+batched forward pass over the prompt and the generated tokens recomputes each
+position's logits, compares their digests with the receipt's commitments, and
+replays the sampler with the receipt's settings and seed. See docs/receipts.md.
+
+Exit status: 0 the receipt holds (one line: tokens, positions, fingerprint);
+1 a generated token differs (named with the position of its logits, and
+whether the logits or the draw differ); 2 the receipt is malformed, is for
+another model, tokenizer or numerics version, or could not be checked.
+
+options:
+{MODEL}
+{}
+      --json               print one JSON object (verdict, message, and the
+                           position or fingerprint) instead of a line
+  -h, --help               print this help
+",
+        threads()
     )
 }
 
@@ -409,6 +442,7 @@ pub fn of(path: &[String]) -> Option<String> {
         ["generate"] => generate(),
         ["chat"] => chat(),
         ["serve"] => serve(),
+        ["verify"] => verify(),
         ["info"] => info(),
         ["bench"] => bench(),
         ["bench-worker"] => bench_worker(),
