@@ -58,6 +58,7 @@ const COMMANDS: &[&[&str]] = &[
     &["shard"],
     &["shard", "serve"],
     &["synth"],
+    &["serve"],
 ];
 
 #[test]

@@ -464,9 +464,15 @@ impl Engine {
         r.text.push_str(&tail);
         let total_ms = r.submitted.elapsed().as_secs_f64() * 1e3;
         let ttft = r.first_token_ms;
+        // The counters and the slot count change before the request's end
+        // is announced, so that a caller who saw `Done` never sees it
+        // still running.
+        let running = self.slots.iter().filter(|s| s.run.is_some()).count();
         {
             let mut st = self.shared.lock();
+            st.free_slots = self.slots.len() - running;
             let stats = &mut st.stats;
+            stats.running = running;
             stats.requests_total += 1;
             stats.prompt_tokens_total += r.prompt.len() as u64;
             stats.cached_tokens_total += r.cached as u64;
