@@ -881,7 +881,7 @@ typedef struct strata_request_event {
 
 /**
  * A scheduler's counters since it started, and its state now
- * (strata_scheduler_stats). Set struct_size to sizeof(strata_scheduler_stats).
+ * (strata_scheduler_get_stats). Set struct_size to sizeof(strata_scheduler_stats).
  */
 typedef struct strata_scheduler_stats {
     /**
@@ -1564,8 +1564,8 @@ enum strata_status strata_scheduler_cancel(const struct strata_scheduler *schedu
 /**
  * The scheduler's counters and state (`*stats`, struct_size set).
  */
-enum strata_status strata_scheduler_stats(const struct strata_scheduler *scheduler,
-                                          struct strata_scheduler_stats *stats);
+enum strata_status strata_scheduler_get_stats(const struct strata_scheduler *scheduler,
+                                              struct strata_scheduler_stats *stats);
 
 /**
  * Open a session on a model that holds both the token embedding and the

@@ -3,7 +3,8 @@
  * the wrong way (NULL pointers, zero lengths, invalid UTF-8, wrong
  * struct_size, out-of-range ids, a full context, frames for the wrong model,
  * truncated or corrupt frames, callbacks that cancel or stop, re-entry, an
- * unknown numerics value) and checks the exact status, that out-parameters
+ * unknown numerics value, a scheduler's full queue, unknown request ids and
+ * timeouts) and checks the exact status, that out-parameters
  * were left alone, and that the process carries on. Run under valgrind by bindings/test-all.sh.
  *
  *   test_misuse MODEL OTHER_MODEL WORK_DIR
@@ -571,6 +572,296 @@ static void sampling(strata_model *m) {
     strata_session_free(s);
 }
 
+/* ---- the scheduler ------------------------------------------------------ */
+
+struct collected {
+    uint32_t tokens[256];
+    size_t n;
+};
+
+static bool on_token_collect(void *ud, uint32_t token, const char *text, size_t text_len) {
+    struct collected *c = ud;
+    (void)text;
+    (void)text_len;
+    if (c->n < 256) c->tokens[c->n++] = token;
+    return true;
+}
+
+/* A request polled to its end: its tokens, its text, its last event. */
+struct request_run {
+    uint32_t tokens[256];
+    size_t n;
+    char text[4096];
+    size_t text_len;
+    strata_request_event done;
+};
+
+static void drain(strata_scheduler *s, uint64_t id, struct request_run *r) {
+    memset(r, 0, sizeof *r);
+    for (;;) {
+        strata_request_event ev = {.struct_size = sizeof ev};
+        char piece[512];
+        size_t len = 0;
+        MUST(strata_scheduler_poll(s, id, 60000, &ev, piece, sizeof piece, &len));
+        if (r->text_len + len < sizeof r->text) {
+            memcpy(r->text + r->text_len, piece, len);
+            r->text_len += len;
+            r->text[r->text_len] = '\0';
+        }
+        if (ev.kind == STRATA_EVENT_DONE) {
+            r->done = ev;
+            return;
+        }
+        if (r->n < 256) r->tokens[r->n++] = ev.token;
+    }
+}
+
+static strata_scheduler *new_scheduler(strata_model *m, uint32_t slots, uint32_t n_ctx,
+                                       uint32_t max_queue) {
+    strata_scheduler_options o = {.struct_size = sizeof o};
+    MUST(strata_scheduler_options_default(&o));
+    o.slots = slots;
+    o.n_ctx = n_ctx;
+    o.max_queue = max_queue;
+    strata_scheduler *s = NULL;
+    MUST(strata_scheduler_new(m, &o, &s));
+    return s;
+}
+
+/* The scheduler (on a batch-invariant load of MODEL, so that a request's
+ * tokens do not depend on the batch it ran in): creation, submission and
+ * polling misuse, typed refusals, a full queue, timeouts, cancelling, a
+ * too-small text buffer, freeing with requests in flight, and a greedy
+ * generation equal to a session's. */
+static void scheduling(const char *path) {
+    strata_load_options lo = {.struct_size = sizeof lo};
+    MUST(strata_load_options_default(&lo));
+    lo.numerics = STRATA_NUMERICS_BATCH_INVARIANT;
+    lo.n_threads = 2;
+    strata_model *m = NULL;
+    MUST(strata_model_load(path, &lo, &m));
+    strata_model_info mi = {.struct_size = sizeof mi};
+    MUST(strata_model_get_info(m, &mi));
+
+    /* Creation. */
+    strata_scheduler *s = SENTINEL;
+    CASE(strata_scheduler_new(NULL, NULL, &s), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_new(m, NULL, NULL), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_options_default(NULL), STRATA_NULL_POINTER);
+    strata_scheduler_options so = {.struct_size = 4};
+    CASE(strata_scheduler_new(m, &so, &s), STRATA_STRUCT_SIZE);
+    so.struct_size = sizeof so;
+    MUST(strata_scheduler_options_default(&so));
+    EXPECT(so.slots == 0 && so.n_ctx == 0 && so.kv_budget_bytes == 0);
+    so.slots = 2000; /* above 1024 */
+    CASE(strata_scheduler_new(m, &so, &s), STRATA_INVALID_ARGUMENT);
+    so.slots = 8;
+    so.max_batch_tokens = 4; /* fewer than the slots that decode each step */
+    CASE(strata_scheduler_new(m, &so, &s), STRATA_INVALID_ARGUMENT);
+    so.max_batch_tokens = 0;
+    so.n_ctx = (1u << 24) + 1;
+    CASE(strata_scheduler_new(m, &so, &s), STRATA_INVALID_ARGUMENT);
+    struct {
+        strata_scheduler_options o;
+        uint64_t future;
+    } big;
+    memset(&big, 0, sizeof big);
+    big.o.struct_size = sizeof big;
+    big.future = 1;
+    CASE(strata_scheduler_new(m, &big.o, &s), STRATA_STRUCT_SIZE);
+    strata_model *half = load(path, 0, 1);
+    CASE(strata_scheduler_new(half, NULL, &s), STRATA_WRONG_SHARD);
+    strata_model_free(half);
+    EXPECT(s == SENTINEL);
+
+    /* One slot, a queue of one, 64 positions. */
+    s = new_scheduler(m, 1, 64, 1);
+    strata_scheduler_options got = {.struct_size = sizeof got};
+    CASE(strata_scheduler_get_options(NULL, &got), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_get_options(s, NULL), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_get_options(s, &got), STRATA_OK);
+    EXPECT(got.slots == 1 && got.n_ctx == 64 && got.max_queue == 1 && got.max_batch_tokens == 512 &&
+           got.prefill_chunk == 256 && got.kv_budget_bytes > 0);
+
+    uint32_t prompt[8] = {256, 40, 41, 42, 43, 44, 45, 46};
+    uint32_t long_prompt[65];
+    for (int k = 0; k < 65; k++) long_prompt[k] = (uint32_t)(k * 7 % 200);
+    strata_request_params rp = {.struct_size = sizeof rp};
+    CASE(strata_request_params_default(NULL), STRATA_NULL_POINTER);
+    MUST(strata_request_params_default(&rp));
+    EXPECT(rp.max_tokens == 128 && rp.sampler == NULL && rp.n_stop == 0 && rp.logprobs == 0);
+    uint64_t id = 777;
+    CASE(strata_scheduler_submit(NULL, prompt, 8, &rp, &id), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_submit(s, NULL, 8, &rp, &id), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_submit(s, prompt, 8, &rp, NULL), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_submit(s, NULL, 0, &rp, &id), STRATA_EMPTY_INPUT);
+    uint32_t oob[2] = {1, mi.n_vocab};
+    CASE(strata_scheduler_submit(s, oob, 2, &rp, &id), STRATA_TOKEN_OUT_OF_RANGE);
+    CASE(strata_scheduler_submit(s, long_prompt, 65, &rp, &id), STRATA_CONTEXT_FULL);
+    strata_request_params bad = rp;
+    bad.struct_size = 8;
+    CASE(strata_scheduler_submit(s, prompt, 8, &bad, &id), STRATA_STRUCT_SIZE);
+    bad = rp;
+    bad.logprobs = 1;
+    bad.top_logprobs = STRATA_MAX_TOP_LOGPROBS + 1;
+    CASE(strata_scheduler_submit(s, prompt, 8, &bad, &id), STRATA_INVALID_ARGUMENT);
+    bad = rp;
+    bad.top_logprobs = 2; /* without logprobs */
+    CASE(strata_scheduler_submit(s, prompt, 8, &bad, &id), STRATA_INVALID_ARGUMENT);
+    strata_sampler_params nan_temp = {.struct_size = sizeof nan_temp};
+    MUST(strata_sampler_params_default(&nan_temp));
+    nan_temp.temperature = NAN;
+    bad = rp;
+    bad.sampler = &nan_temp;
+    CASE(strata_scheduler_submit(s, prompt, 8, &bad, &id), STRATA_INVALID_ARGUMENT);
+    strata_str bad_stop = {"\xff\xfe", 2};
+    bad = rp;
+    bad.stop = &bad_stop;
+    bad.n_stop = 1;
+    CASE(strata_scheduler_submit(s, prompt, 8, &bad, &id), STRATA_INVALID_UTF8);
+    bad.stop = NULL;
+    CASE(strata_scheduler_submit(s, prompt, 8, &bad, &id), STRATA_NULL_POINTER);
+    EXPECT(id == 777);
+    strata_scheduler_free(s);
+
+    /* A budget no request fits. */
+    so.struct_size = sizeof so;
+    MUST(strata_scheduler_options_default(&so));
+    so.kv_budget_bytes = 1;
+    s = NULL;
+    MUST(strata_scheduler_new(m, &so, &s));
+    CASE(strata_scheduler_submit(s, prompt, 8, NULL, &id), STRATA_KV_BUDGET);
+    EXPECT(id == 777);
+    strata_scheduler_free(s);
+
+    /* One slot, a queue of one, long requests: a runs, b waits, c is refused. */
+    s = new_scheduler(m, 1, 4096, 1);
+    strata_request_params lp = rp;
+    lp.max_tokens = 4000;
+    lp.ignore_eos = 1;
+    uint64_t a = 0, b = 0, c = 0;
+    MUST(strata_scheduler_submit(s, prompt, 8, &lp, &a));
+    MUST(strata_scheduler_submit(s, prompt, 8, &lp, &b));
+    EXPECT(a != b);
+    CASE(strata_scheduler_submit(s, prompt, 8, &lp, &c), STRATA_QUEUE_FULL);
+    EXPECT(c == 0);
+
+    /* Polling misuse; b cannot have an event while a runs. */
+    strata_request_event ev = {.struct_size = sizeof ev};
+    char txt[256];
+    size_t tl = 999;
+    CASE(strata_scheduler_poll(NULL, a, 0, &ev, txt, sizeof txt, &tl), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_poll(s, a, 0, NULL, txt, sizeof txt, &tl), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_poll(s, a, 0, &ev, txt, sizeof txt, NULL), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_poll(s, a, 0, &ev, NULL, 5, &tl), STRATA_NULL_POINTER);
+    ev.struct_size = 3;
+    CASE(strata_scheduler_poll(s, a, 0, &ev, txt, sizeof txt, &tl), STRATA_STRUCT_SIZE);
+    ev.struct_size = sizeof ev;
+    CASE(strata_scheduler_poll(s, 424242, 0, &ev, txt, sizeof txt, &tl), STRATA_NOT_FOUND);
+    CASE(strata_scheduler_poll(s, b, 0, &ev, txt, sizeof txt, &tl), STRATA_TIMEOUT);
+    CASE(strata_scheduler_poll(s, b, 5, &ev, txt, sizeof txt, &tl), STRATA_TIMEOUT);
+    EXPECT(tl == 999);
+    CASE(strata_scheduler_cancel(NULL, a), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_cancel(s, 424242), STRATA_NOT_FOUND);
+
+    /* A buffer too small for the text: the length needed, and the event is
+     * kept for the next poll. */
+    CASE(strata_scheduler_poll(s, a, 60000, &ev, NULL, 0, &tl), STRATA_BUFFER_TOO_SMALL);
+    size_t need = tl;
+    EXPECT(need < sizeof txt);
+    tl = 999;
+    CASE(strata_scheduler_poll(s, a, 0, &ev, txt, need + 1, &tl), STRATA_OK);
+    EXPECT(tl == need && txt[need] == '\0' && ev.kind == STRATA_EVENT_TOKEN &&
+           ev.token < mi.n_vocab && ev.finish_reason == STRATA_FINISH_NONE && ev.has_logprob == 0);
+
+    strata_scheduler_stats st = {.struct_size = sizeof st};
+    CASE(strata_scheduler_get_stats(NULL, &st), STRATA_NULL_POINTER);
+    CASE(strata_scheduler_get_stats(s, NULL), STRATA_NULL_POINTER);
+    st.struct_size = 0;
+    CASE(strata_scheduler_get_stats(s, &st), STRATA_STRUCT_SIZE);
+    st.struct_size = sizeof st;
+    CASE(strata_scheduler_get_stats(s, &st), STRATA_OK);
+    EXPECT(st.slots == 1 && st.running == 1 && st.queued == 1 && st.kv_bytes_budget > 0);
+
+    /* Cancel, then poll: both end cancelled (b before its first token), and
+     * are then forgotten. */
+    CASE(strata_scheduler_cancel(s, b), STRATA_OK);
+    CASE(strata_scheduler_cancel(s, a), STRATA_OK);
+    struct request_run ra, rb;
+    drain(s, a, &ra);
+    drain(s, b, &rb);
+    EXPECT(ra.done.finish_reason == STRATA_FINISH_CANCELLED && ra.done.completion_tokens < 4000 &&
+           ra.done.prompt_tokens == 8 && ra.done.token == STRATA_TOKEN_NONE);
+    EXPECT(rb.done.finish_reason == STRATA_FINISH_CANCELLED && rb.n == 0 &&
+           rb.done.completion_tokens == 0 && rb.done.time_to_first_token_ms == 0.0);
+    CASE(strata_scheduler_poll(s, a, 0, &ev, txt, sizeof txt, &tl), STRATA_NOT_FOUND);
+    CASE(strata_scheduler_poll(s, b, 0, &ev, txt, sizeof txt, &tl), STRATA_NOT_FOUND);
+    CASE(strata_scheduler_cancel(s, a), STRATA_NOT_FOUND);
+    /* The queue has room again. */
+    strata_request_params two = rp;
+    two.max_tokens = 2;
+    two.ignore_eos = 1;
+    CASE(strata_scheduler_submit(s, prompt, 8, &two, &c), STRATA_OK);
+    struct request_run rc;
+    drain(s, c, &rc);
+    EXPECT(rc.n == 2 && rc.done.finish_reason == STRATA_FINISH_MAX_TOKENS &&
+           rc.done.completion_tokens == 2);
+    strata_scheduler_free(s);
+
+    /* Greedy generation, two requests batched together: each request's
+     * tokens equal a session's greedy tokens for its prompt, and its events'
+     * texts make the detokenized text. */
+    strata_sampler_params greedy = {.struct_size = sizeof greedy};
+    MUST(strata_sampler_params_greedy(&greedy));
+    uint32_t other[5] = {256, 100, 120, 140, 160};
+    const uint32_t *prompts[2] = {prompt, other};
+    const size_t lens[2] = {8, 5};
+    s = new_scheduler(m, 0, 0, 0); /* the defaults: 4 slots */
+    strata_request_params gp = rp;
+    gp.sampler = &greedy;
+    gp.max_tokens = 16;
+    uint64_t ids[2];
+    for (int k = 0; k < 2; k++) MUST(strata_scheduler_submit(s, prompts[k], lens[k], &gp, &ids[k]));
+    struct request_run runs[2];
+    for (int k = 0; k < 2; k++) drain(s, ids[k], &runs[k]);
+    for (int k = 0; k < 2; k++) {
+        strata_session *sess = NULL;
+        MUST(strata_session_new(m, NULL, &sess));
+        struct collected want = {.n = 0};
+        strata_generate_options g = {.struct_size = sizeof g};
+        MUST(strata_generate_options_default(&g));
+        g.sampler = &greedy;
+        g.max_tokens = 16;
+        g.on_token = on_token_collect;
+        g.user_data = &want;
+        MUST(strata_generate_tokens(sess, prompts[k], lens[k], &g, NULL));
+        strata_session_free(sess);
+        struct request_run *r = &runs[k];
+        EXPECT(want.n > 0 && r->n == want.n &&
+               memcmp(r->tokens, want.tokens, want.n * sizeof(uint32_t)) == 0);
+        EXPECT(r->done.completion_tokens == r->n && r->done.prompt_tokens == lens[k]);
+        EXPECT(r->done.finish_reason == (r->n == 16 ? STRATA_FINISH_MAX_TOKENS : STRATA_FINISH_EOG));
+        char detok[4096];
+        size_t dl = 0;
+        MUST(strata_detokenize(m, r->tokens, r->n, 0, detok, sizeof detok, &dl));
+        EXPECT(dl == r->text_len && memcmp(detok, r->text, dl) == 0);
+    }
+    MUST(strata_scheduler_get_stats(s, &st));
+    EXPECT(st.slots == 4 && st.running == 0 && st.queued == 0 && st.requests_total == 2 &&
+           st.prompt_tokens_total == 13 && st.ttft_count == 2 && st.steps_total > 0);
+    strata_scheduler_free(s);
+
+    /* Freeing with requests running, queued and unpolled: they are cancelled
+     * and nothing leaks. */
+    s = new_scheduler(m, 2, 4096, 4);
+    for (int k = 0; k < 5; k++) MUST(strata_scheduler_submit(s, prompt, 8, &lp, &id));
+    MUST(strata_scheduler_poll(s, id - 4, 60000, &ev, txt, sizeof txt, &tl));
+    strata_scheduler_free(s);
+    EXPECT(1); /* still alive */
+
+    strata_model_free(m);
+}
+
 static size_t encode_tokens(const uint8_t *digest, uint64_t session, uint64_t pos,
                             const uint32_t *ids, size_t n, uint8_t *out, size_t cap) {
     size_t len = 0;
@@ -807,6 +1098,7 @@ static void freeing_null(void) {
     strata_session_free(NULL);
     strata_sampler_free(NULL);
     strata_shard_free(NULL);
+    strata_scheduler_free(NULL);
     EXPECT(1); /* still alive */
 }
 
@@ -826,6 +1118,7 @@ int main(int argc, char **argv) {
     generating(m);
     sampling(m);
     strata_model_free(m);
+    scheduling(path);
     frames_and_shards(path, other);
     splitting(path, dir);
     logging(path);

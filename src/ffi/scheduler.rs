@@ -3,19 +3,23 @@
 //! goes in as token ids with its parameters; its tokens come out one event
 //! at a time through `strata_scheduler_poll`.
 //!
-//! Inside, every request's events arrive on a channel of its own; the
-//! handle keeps a map of request id → that channel's receiver. A poll takes
-//! the receiver out of the map, waits on it with the map unlocked, and puts
-//! it back, so polls of different requests from different threads never
-//! wait for each other. The map holds only requests whose last event has
+//! Inside, every request's events arrive in a mailbox of its own (a queue
+//! with a condition variable, filled on the scheduler's thread); the handle
+//! keeps a map of request id → mailbox. A poll takes the mailbox out of the
+//! map, waits on it with the map unlocked, and puts it back, so polls of
+//! different requests from different threads never wait for each other.
+//! (A mailbox rather than a std channel: a channel's blocking receive gives
+//! the caller's thread Rust runtime state that a C program's main thread
+//! never frees.) The map holds only requests whose last event has
 //! not been polled yet, and never more than the scheduler itself can hold
 //! (its slots plus its queue).
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::ffi::c_char;
 use std::mem::size_of;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::args::{self, Out, OutBuf, OutStruct, SizedStruct};
 use super::boundary::{fail, FfiResult};
@@ -354,7 +358,7 @@ fn event_to_c(ev: &Event) -> (strata_request_event, &str) {
 }
 
 /// A scheduler's counters since it started, and its state now
-/// (strata_scheduler_stats). Set struct_size to sizeof(strata_scheduler_stats).
+/// (strata_scheduler_get_stats). Set struct_size to sizeof(strata_scheduler_stats).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct strata_scheduler_stats {
@@ -392,13 +396,76 @@ unsafe impl SizedStruct for strata_scheduler_stats {
     const MIN_SIZE: usize = size_of::<Self>();
 }
 
-/// A request whose last event has not been polled yet.
-struct Entry {
-    rx: mpsc::Receiver<Event>,
-    /// An event taken from `rx` whose text did not fit the caller's buffer:
-    /// the next poll returns it again.
-    held: Option<Event>,
+/// A request's events, from the scheduler's thread to its polls.
+#[derive(Default)]
+struct Mailbox {
+    state: Mutex<Mail>,
+    ready: Condvar,
 }
+
+#[derive(Default)]
+struct Mail {
+    events: VecDeque<Event>,
+    /// The scheduler dropped the request's sink: no event will follow.
+    closed: bool,
+}
+
+impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, Mail> {
+        // Pushes and pops only: a panic elsewhere leaves it consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next event, waiting up to `timeout` for it; `Err(true)` when
+    /// no event will ever come, `Err(false)` on timeout.
+    fn next(&self, timeout: Duration) -> Result<Event, bool> {
+        // No deadline if it lies past what the clock can represent.
+        let deadline = Instant::now().checked_add(timeout);
+        let mut m = self.lock();
+        loop {
+            if let Some(ev) = m.events.pop_front() {
+                return Ok(ev);
+            }
+            if m.closed {
+                return Err(true);
+            }
+            m = match deadline {
+                None => self.ready.wait(m).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(false);
+                    }
+                    self.ready
+                        .wait_timeout(m, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// The scheduler's side of a mailbox: it delivers events and, when the
+/// scheduler drops it, closes the mailbox.
+struct Sender(Arc<Mailbox>);
+
+impl Sender {
+    fn send(&self, ev: Event) {
+        self.0.lock().events.push_back(ev);
+        self.0.ready.notify_all();
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_all();
+    }
+}
+
+/// A request whose last event has not been polled yet.
+type Entry = Arc<Mailbox>;
 
 /// A request's entry: there, or out with the thread polling it.
 enum Slot {
@@ -605,11 +672,16 @@ pub unsafe extern "C" fn strata_scheduler_submit(
                 ),
             ));
         }
-        let (tx, rx) = mpsc::channel();
-        let RequestId(id) = s
-            .sched
-            .submit_with(req, Box::new(move |ev| tx.send(ev).is_ok()))?;
-        map.insert(id, Slot::Here(Entry { rx, held: None }));
+        let mailbox = Arc::new(Mailbox::default());
+        let tx = Sender(Arc::clone(&mailbox));
+        let RequestId(id) = s.sched.submit_with(
+            req,
+            Box::new(move |ev| {
+                tx.send(ev);
+                true
+            }),
+        )?;
+        map.insert(id, Slot::Here(mailbox));
         drop(map);
         out.write(id);
         Ok(())
@@ -660,50 +732,38 @@ pub unsafe extern "C" fn strata_scheduler_poll(
                 },
             }
         };
-        let mut taken = Taken {
+        let taken = Taken {
             s,
             id: request_id,
             entry: Some(entry),
         };
-        let e = taken.entry.as_mut().expect("just taken");
-        let ev = match e.held.take() {
-            Some(ev) => ev,
-            None => {
-                let got = if timeout_ms == 0 {
-                    e.rx.try_recv().map_err(|err| match err {
-                        mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Timeout,
-                        mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
-                    })
-                } else {
-                    e.rx.recv_timeout(Duration::from_millis(timeout_ms as u64))
-                };
-                match got {
-                    Ok(ev) => ev,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        return Err(fail(
-                            STRATA_TIMEOUT,
-                            format!("no event of request {request_id} within {timeout_ms} ms"),
-                        ))
-                    }
-                    // The scheduler's thread ended without a last event
-                    // (it should not): end the request here.
-                    Err(mpsc::RecvTimeoutError::Disconnected) => Event::Done(Finished {
-                        reason: FinishReason::Failed("the scheduler stopped".into()),
-                        prompt_tokens: 0,
-                        cached_tokens: 0,
-                        completion_tokens: 0,
-                        text: String::new(),
-                        tail: String::new(),
-                        tokens: Vec::new(),
-                        time_to_first_token_ms: 0.0,
-                        total_ms: 0.0,
-                    }),
-                }
+        let mailbox = Arc::clone(taken.entry.as_ref().expect("just taken"));
+        let ev = match mailbox.next(Duration::from_millis(timeout_ms as u64)) {
+            Ok(ev) => ev,
+            Err(false) => {
+                return Err(fail(
+                    STRATA_TIMEOUT,
+                    format!("no event of request {request_id} within {timeout_ms} ms"),
+                ))
             }
+            // The scheduler dropped the request without a last event (it
+            // should not): end the request here.
+            Err(true) => Event::Done(Finished {
+                reason: FinishReason::Failed("the scheduler stopped".into()),
+                prompt_tokens: 0,
+                cached_tokens: 0,
+                completion_tokens: 0,
+                text: String::new(),
+                tail: String::new(),
+                tokens: Vec::new(),
+                time_to_first_token_ms: 0.0,
+                total_ms: 0.0,
+            }),
         };
         let (c, t) = event_to_c(&ev);
         if let Err(f) = text_out.reserve_text(t.len()) {
-            e.held = Some(ev);
+            // Kept for the next poll, in front of what came since.
+            mailbox.lock().events.push_front(ev);
             return Err(f);
         }
         text_out.fill_text(t.as_bytes())?;
@@ -740,7 +800,7 @@ pub unsafe extern "C" fn strata_scheduler_cancel(
 
 /// The scheduler's counters and state (`*stats`, struct_size set).
 #[no_mangle]
-pub unsafe extern "C" fn strata_scheduler_stats(
+pub unsafe extern "C" fn strata_scheduler_get_stats(
     scheduler: *const strata_scheduler,
     stats: *mut strata_scheduler_stats,
 ) -> strata_status {
@@ -1007,7 +1067,7 @@ mod tests {
             struct_size: size_of::<strata_scheduler_stats>() as u32,
             ..Default::default()
         };
-        ok(unsafe { strata_scheduler_stats(s.0, &mut st) });
+        ok(unsafe { strata_scheduler_get_stats(s.0, &mut st) });
         assert_eq!(
             (st.slots, st.running, st.queued, st.requests_total),
             (2, 0, 0, 3)
@@ -1271,12 +1331,12 @@ mod tests {
         assert_eq!(code(submit(&tiny, &pr, &p)), Some(STRATA_KV_BUDGET));
         let mut st = strata_scheduler_stats::default();
         assert_eq!(
-            unsafe { strata_scheduler_stats(tiny.0, ptr::null_mut()) },
+            unsafe { strata_scheduler_get_stats(tiny.0, ptr::null_mut()) },
             STRATA_NULL_POINTER
         );
         st.struct_size = 0;
         assert_eq!(
-            unsafe { strata_scheduler_stats(tiny.0, &mut st) },
+            unsafe { strata_scheduler_get_stats(tiny.0, &mut st) },
             STRATA_STRUCT_SIZE
         );
         unsafe { strata_scheduler_free(ptr::null_mut()) };
@@ -1343,7 +1403,7 @@ mod tests {
                 struct_size: size_of::<strata_scheduler_stats>() as u32,
                 ..Default::default()
             };
-            ok(unsafe { strata_scheduler_stats(s.0, &mut st) });
+            ok(unsafe { strata_scheduler_get_stats(s.0, &mut st) });
             assert_eq!((st.running, st.queued), (1, 1));
             ok(unsafe { strata_scheduler_cancel(s.0, a) });
             let (_, _, done) = drain(s, a);
