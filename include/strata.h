@@ -121,6 +121,16 @@
 #define STRATA_MODEL_ADD_BOS 8
 
 /**
+ * strata_receipt_encode: the binary form.
+ */
+#define STRATA_RECEIPT_BINARY 0
+
+/**
+ * strata_receipt_encode: the JSON form (UTF-8, no NUL written).
+ */
+#define STRATA_RECEIPT_JSON 1
+
+/**
  * Most alternatives a token's event lists (strata_request_params.top_logprobs
  * may be 0 to this).
  */
@@ -297,6 +307,12 @@ typedef enum strata_status {
      */
     STRATA_NETWORK = 80,
     /**
+     * Bytes that should be a receipt are not a valid one (bad magic,
+     * version, counts, length, root or fingerprint); the last error names
+     * the field.
+     */
+    STRATA_RECEIPT_MALFORMED = 90,
+    /**
      * A bug in Strata: a Rust panic was caught at the boundary. The handle
      * involved stays usable, but its results are suspect.
      */
@@ -314,6 +330,12 @@ typedef enum strata_status {
  * keep it alive (they may outlive strata_model_free of their model).
  */
 typedef struct strata_model strata_model;
+
+/**
+ * A generation's receipt (opaque). Made by strata_generate_with_receipt;
+ * free it with strata_receipt_free. Immutable: any thread may read it.
+ */
+typedef struct strata_receipt strata_receipt;
 
 /**
  * A sampler for one sequence: parameters, RNG state, and the recent tokens
@@ -706,6 +728,69 @@ typedef struct strata_model_info {
      */
     strata_numerics numerics;
 } strata_model_info;
+
+/**
+ * What strata_receipt_verify found (strata_receipt_result.verdict).
+ */
+typedef uint32_t strata_receipt_verdict;
+
+/**
+ * Why (strata_receipt_result.reason).
+ */
+typedef uint32_t strata_receipt_reason;
+
+/**
+ * The verdict of strata_receipt_verify. Set struct_size to
+ * sizeof(strata_receipt_result).
+ */
+typedef struct strata_receipt_result {
+    /**
+     * sizeof(this struct), set by the caller (see the conventions).
+     */
+    uint32_t struct_size;
+    /**
+     * A STRATA_RECEIPT_HOLDS / DIFFERS / INCONSISTENT value.
+     */
+    strata_receipt_verdict verdict;
+    /**
+     * A STRATA_RECEIPT_REASON_* value.
+     */
+    strata_receipt_reason reason;
+    /**
+     * REASON_TOKEN: the receipt's token; REASON_TOKEN_OUT_OF_RANGE: the id.
+     */
+    uint32_t recorded_token;
+    /**
+     * REASON_TOKEN: the token the replayed sampler picks.
+     */
+    uint32_t replayed_token;
+    /**
+     * Always 0.
+     */
+    uint32_t reserved;
+    /**
+     * DIFFERS: index of the first differing generated token;
+     * REASON_TOKEN_OUT_OF_RANGE: index of the token (prompt, then
+     * generated).
+     */
+    uint64_t index;
+    /**
+     * DIFFERS: the position whose logits that token was sampled from.
+     */
+    uint64_t position;
+    /**
+     * Generated tokens the receipt holds.
+     */
+    uint64_t n_tokens;
+    /**
+     * Prompt tokens the receipt holds.
+     */
+    uint64_t n_prompt_tokens;
+    /**
+     * The receipt's fingerprint.
+     */
+    uint8_t fingerprint[32];
+} strata_receipt_result;
 
 /**
  * How to run a scheduler. Set struct_size to sizeof(strata_scheduler_options);
@@ -1116,6 +1201,67 @@ typedef struct strata_layer_range {
 #define STRATA_NUMERICS_BATCH_INVARIANT 1
 
 /**
+ * Every commitment and token was reproduced.
+ */
+#define STRATA_RECEIPT_HOLDS 0
+
+/**
+ * A generated token differs: see index, position and reason.
+ */
+#define STRATA_RECEIPT_DIFFERS 1
+
+/**
+ * The receipt cannot be checked against this model and engine: see reason.
+ */
+#define STRATA_RECEIPT_INCONSISTENT 2
+
+/**
+ * The receipt holds.
+ */
+#define STRATA_RECEIPT_REASON_NONE 0
+
+/**
+ * DIFFERS: the recomputed logits are not the ones committed to.
+ */
+#define STRATA_RECEIPT_REASON_COMMITMENT 1
+
+/**
+ * DIFFERS: the logits match, the replayed sampler picks replayed_token.
+ */
+#define STRATA_RECEIPT_REASON_TOKEN 2
+
+/**
+ * INCONSISTENT: made with another numerics version.
+ */
+#define STRATA_RECEIPT_REASON_NUMERICS_VERSION 3
+
+/**
+ * INCONSISTENT: made with another model (digest).
+ */
+#define STRATA_RECEIPT_REASON_MODEL 4
+
+/**
+ * INCONSISTENT: made with another tokenizer.
+ */
+#define STRATA_RECEIPT_REASON_TOKENIZER 5
+
+/**
+ * INCONSISTENT: its sampler settings are invalid.
+ */
+#define STRATA_RECEIPT_REASON_SAMPLER 6
+
+/**
+ * INCONSISTENT: token `index` (prompt, then generated) is outside the
+ * vocabulary.
+ */
+#define STRATA_RECEIPT_REASON_TOKEN_OUT_OF_RANGE 7
+
+/**
+ * INCONSISTENT: more positions than the verifier's bound.
+ */
+#define STRATA_RECEIPT_REASON_TOO_MANY_POSITIONS 8
+
+/**
  * A generated token.
  */
 #define STRATA_EVENT_TOKEN 1
@@ -1413,6 +1559,60 @@ enum strata_status strata_model_digest_hex(const struct strata_model *model,
                                            char *buf,
                                            size_t len,
                                            size_t *out_len);
+
+/**
+ * As strata_generate, and make a receipt of the generation: `*receipt`
+ * receives a new strata_receipt (free it with strata_receipt_free). Its
+ * prompt is every token the session held before the call followed by the
+ * prompt's. The session's model must be loaded with
+ * STRATA_NUMERICS_BATCH_INVARIANT (STRATA_INVALID_ARGUMENT otherwise,
+ * before anything runs). The first call on a whole-model file computes
+ * the model digest (reads every tensor once).
+ */
+enum strata_status strata_generate_with_receipt(struct strata_session *session,
+                                                const char *prompt,
+                                                size_t prompt_len,
+                                                const struct strata_generate_options *options,
+                                                struct strata_completion *completion,
+                                                struct strata_receipt **receipt);
+
+/**
+ * Free a receipt (NULL is accepted and does nothing).
+ */
+void strata_receipt_free(struct strata_receipt *receipt);
+
+/**
+ * Encode a receipt as STRATA_RECEIPT_BINARY or STRATA_RECEIPT_JSON into
+ * `buf` (`cap` bytes); `*len` receives the length.
+ * STRATA_BUFFER_TOO_SMALL sets `*len` to the length needed.
+ */
+enum strata_status strata_receipt_encode(const struct strata_receipt *receipt,
+                                         uint32_t format,
+                                         uint8_t *buf,
+                                         size_t cap,
+                                         size_t *len);
+
+/**
+ * The receipt's fingerprint (STRATA_DIGEST_LEN = 32 bytes) into `out`
+ * (`out_len` at least 32).
+ */
+enum strata_status strata_receipt_fingerprint(const struct strata_receipt *receipt,
+                                              uint8_t *out,
+                                              size_t out_len);
+
+/**
+ * Check a receipt (`len` bytes, binary or JSON) against `model` in one
+ * batched pass; `*result` receives the verdict. STRATA_OK means the check
+ * ran: result->verdict says whether the receipt holds, where it first
+ * differs, or why it is inconsistent with the model. Errors:
+ * STRATA_RECEIPT_MALFORMED (the bytes are not a valid receipt; the last
+ * error names the field), STRATA_INVALID_ARGUMENT (the model is not
+ * loaded with STRATA_NUMERICS_BATCH_INVARIANT, or is a shard).
+ */
+enum strata_status strata_receipt_verify(const struct strata_model *model,
+                                         const uint8_t *receipt,
+                                         size_t len,
+                                         struct strata_receipt_result *result);
 
 /**
  * Fill `*params` with the defaults (llama.cpp's, seed 42). Set

@@ -10,6 +10,7 @@ use super::session::strata_session;
 use super::status::strata_status::{self, *};
 use super::tokenize::{check_tokens, STRATA_TOKENIZE_ADD_SPECIAL, STRATA_TOKENIZE_PARSE_SPECIAL};
 use crate::generate::{GenerateParams, StopReason, TokenStream};
+use crate::receipt::ReceiptBuilder;
 use crate::sampler::SamplerParams;
 
 /// A UTF-8 string given by pointer and length (no NUL needed).
@@ -132,13 +133,13 @@ pub unsafe extern "C" fn strata_generate_options_default(
     })
 }
 
-struct Request {
-    params: GenerateParams,
+pub(super) struct Request {
+    pub(super) params: GenerateParams,
     on_token: strata_token_fn,
     user_data: *mut c_void,
 }
 
-unsafe fn request(options: *const strata_generate_options) -> FfiResult<Request> {
+pub(super) unsafe fn request(options: *const strata_generate_options) -> FfiResult<Request> {
     let o = args::read_struct_or_default(options, "options")?;
     let sampler = if o.sampler.is_null() {
         SamplerParams::default()
@@ -170,9 +171,20 @@ unsafe fn request(options: *const strata_generate_options) -> FfiResult<Request>
     })
 }
 
-fn run(mut stream: TokenStream<'_>, req: &Request) -> FfiResult<strata_completion> {
+/// Drive `stream` to its end, calling the token callback; with `receipt`,
+/// each token is recorded in it (strata_generate_with_receipt).
+pub(super) fn run(
+    mut stream: TokenStream<'_>,
+    req: &Request,
+    mut receipt: Option<&mut ReceiptBuilder>,
+) -> FfiResult<strata_completion> {
     let mut text = Vec::new();
-    while let Some(ev) = stream.next() {
+    loop {
+        let ev = match receipt.as_deref_mut() {
+            Some(b) => b.next_from(&mut stream),
+            None => stream.next(),
+        };
+        let Some(ev) = ev else { break };
         let ev = ev?;
         if let Some(cb) = req.on_token {
             text.clear();
@@ -235,7 +247,7 @@ pub unsafe extern "C" fn strata_generate(
         let st = &mut *guard;
         let stream = st.session.generate_iter(prompt, &req.params)?;
         st.logits = None;
-        let c = run(stream, &req)?;
+        let c = run(stream, &req, None)?;
         if let Some(out) = out {
             out.write(c);
         }
@@ -266,7 +278,7 @@ pub unsafe extern "C" fn strata_generate_tokens(
         check_tokens(st.session.model(), tokens)?;
         let stream = st.session.generate_from_tokens(tokens, &req.params)?;
         st.logits = None;
-        let c = run(stream, &req)?;
+        let c = run(stream, &req, None)?;
         if let Some(out) = out {
             out.write(c);
         }

@@ -17,8 +17,8 @@
 //! Files, one per thing owned: `boundary` (the panic boundary), `status`
 //! (status codes), `error` (thread-local last error), `args` (argument
 //! checks and copy-out), `log` (the log callback), `model`, `tokenize`,
-//! `session`, `sampler`, `generate`, `scheduler`, `frame`, `shard`,
-//! `split`; and, with the `ffi-test-panic` feature only, `test_panic` (a
+//! `session`, `sampler`, `generate`, `receipt`, `scheduler`, `frame`,
+//! `shard`, `split`; and, with the `ffi-test-panic` feature only, `test_panic` (a
 //! hook for the C tests, not in the header).
 
 #![allow(non_camel_case_types)]
@@ -64,6 +64,7 @@ pub mod frame;
 pub mod generate;
 pub mod log;
 pub mod model;
+pub mod receipt;
 pub mod sampler;
 pub mod scheduler;
 pub mod session;
@@ -86,6 +87,7 @@ pub use log::{
     STRATA_LOG_INFO, STRATA_LOG_WARN,
 };
 pub use model::*;
+pub use receipt::*;
 pub use sampler::*;
 pub use scheduler::*;
 pub use session::*;

@@ -92,6 +92,10 @@ pub enum strata_status {
     STRATA_TIMEOUT = 73,
     /// A network error (not returned by the functions of this header today).
     STRATA_NETWORK = 80,
+    /// Bytes that should be a receipt are not a valid one (bad magic,
+    /// version, counts, length, root or fingerprint); the last error names
+    /// the field.
+    STRATA_RECEIPT_MALFORMED = 90,
     /// A bug in Strata: a Rust panic was caught at the boundary. The handle
     /// involved stays usable, but its results are suspect.
     STRATA_PANIC = 100,
@@ -139,6 +143,8 @@ impl strata_status {
             Error::QueueFull { .. } => STRATA_QUEUE_FULL,
             Error::KvBudget { .. } => STRATA_KV_BUDGET,
             Error::SchedulerStopped => STRATA_STOPPED,
+            Error::ReceiptMalformed { .. } => STRATA_RECEIPT_MALFORMED,
+            Error::NeedsBatchInvariant { .. } => STRATA_INVALID_ARGUMENT,
             Error::BatchItem { source, .. } => strata_status::of(source),
             // A variant added to `Error` later maps here until it gets a code.
             _ => STRATA_INTERNAL,
@@ -239,6 +245,10 @@ impl strata_status {
         (strata_status::STRATA_STOPPED, c"STRATA_STOPPED"),
         (strata_status::STRATA_TIMEOUT, c"STRATA_TIMEOUT"),
         (strata_status::STRATA_NETWORK, c"STRATA_NETWORK"),
+        (
+            strata_status::STRATA_RECEIPT_MALFORMED,
+            c"STRATA_RECEIPT_MALFORMED",
+        ),
         (strata_status::STRATA_PANIC, c"STRATA_PANIC"),
         (strata_status::STRATA_INTERNAL, c"STRATA_INTERNAL"),
     ];
