@@ -32,6 +32,10 @@ __all__ = [
     "Sampler",
     "SamplerParams",
     "Shard",
+    "Scheduler",
+    "Request",
+    "TokenEvent",
+    "RequestEnd",
     "FrameInfo",
     "Completion",
     "encode_tokens_frame",
@@ -50,6 +54,15 @@ FRAME_TOKENS, FRAME_HIDDEN, FRAME_LOGITS = 0, 1, 2
 DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_U32 = 0, 1, 2, 3
 LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 1, 2, 3, 4
 STOP_REASONS = {1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback", 5: "context_full"}
+FINISH_REASONS = {
+    1: "eog",
+    2: "stop_string",
+    3: "max_tokens",
+    4: "context_full",
+    5: "constraint_end",
+    6: "cancelled",
+    7: "failed",
+}
 
 
 class Error(Exception):
@@ -547,6 +560,198 @@ class _GenerateIter:
             self.close()
         except Exception:
             pass
+
+
+@dataclass
+class TokenEvent:
+    """A generated token of a scheduler request: its id, the text it
+    completes, and with logprobs its log-probability and the most likely
+    alternatives [(id, logprob)], best first."""
+
+    token: int
+    text: str
+    logprob: Optional[float] = None
+    top: Optional[List[Tuple[int, float]]] = None
+
+
+@dataclass
+class RequestEnd:
+    """The last event of a scheduler request. `text` is what no token event
+    carried (held back until the end): the tokens' texts followed by it make
+    the whole text."""
+
+    finish_reason: str
+    text: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    time_to_first_token_ms: float
+    total_ms: float
+
+
+class Scheduler:
+    """Many requests at once on one model (continuous batching on a thread
+    of the library's). Thread-safe: submit from any thread, iterate
+    different requests from different threads (the C poll releases the
+    GIL). The options left 0 take the library's defaults. close() (or
+    `with`) cancels what still runs."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        slots: int = 0,
+        n_ctx: int = 0,
+        max_queue: int = 0,
+        max_batch_tokens: int = 0,
+        prefill_chunk: int = 0,
+        kv_budget_bytes: int = 0,
+    ):
+        self._h = None
+        self.model = model
+        o = _lib.new(_lib.SchedulerOptions)
+        _check(lib.strata_scheduler_options_default(byref(o)))
+        o.slots, o.n_ctx, o.max_queue = slots, n_ctx, max_queue
+        o.max_batch_tokens, o.prefill_chunk, o.kv_budget_bytes = max_batch_tokens, prefill_chunk, kv_budget_bytes
+        h = c_void_p()
+        _check(lib.strata_scheduler_new(model.handle, byref(o), byref(h)))
+        self._h = h
+
+    @property
+    def handle(self) -> c_void_p:
+        if not self._h:
+            raise ValueError("the scheduler is closed")
+        return self._h
+
+    def close(self) -> None:
+        if self._h:
+            lib.strata_scheduler_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def options(self) -> dict:
+        """The options in force (defaults filled in)."""
+        o = _lib.new(_lib.SchedulerOptions)
+        _check(lib.strata_scheduler_get_options(self.handle, byref(o)))
+        return {f: getattr(o, f) for f, _ in _lib.SchedulerOptions._fields_ if f != "struct_size"}
+
+    def stats(self) -> dict:
+        s = _lib.new(_lib.SchedulerStats)
+        _check(lib.strata_scheduler_get_stats(self.handle, byref(s)))
+        return {f: getattr(s, f) for f, _ in _lib.SchedulerStats._fields_ if f != "struct_size"}
+
+    def submit(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int = 128,
+        sampler: Optional[SamplerParams] = None,
+        stop: Sequence[str] = (),
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+        ignore_eos: bool = False,
+    ) -> "Request":
+        """Submit token ids; Error STRATA_QUEUE_FULL (retry later),
+        STRATA_CONTEXT_FULL, STRATA_KV_BUDGET, ... when refused."""
+        p = _lib.new(_lib.RequestParams)
+        _check(lib.strata_request_params_default(byref(p)))
+        p.max_tokens = max_tokens
+        keep = []
+        if sampler is not None:
+            sp = sampler._to_c()
+            keep.append(sp)
+            p.sampler = ctypes.pointer(sp)
+        if stop:
+            enc = [x.encode() for x in stop]
+            arr = (_lib.Str * len(enc))(*[_lib.Str(e, len(e)) for e in enc])
+            keep += [enc, arr]
+            p.stop = arr
+            p.n_stop = len(enc)
+        p.logprobs, p.top_logprobs, p.ignore_eos = int(logprobs), top_logprobs, int(ignore_eos)
+        arr = _u32_array(prompt)
+        rid = c_uint64()
+        _check(lib.strata_scheduler_submit(self.handle, arr, len(prompt), byref(p), byref(rid)))
+        del keep
+        return Request(self, rid.value)
+
+    def poll(self, request_id: int, timeout_ms: int = 1000):
+        """The request's next event (TokenEvent or RequestEnd), or None when
+        none came within timeout_ms."""
+        ev = _lib.new(_lib.RequestEvent)
+        n = c_size_t(0)
+        cap = 256
+        while True:
+            buf = ctypes.create_string_buffer(cap)
+            st = lib.strata_scheduler_poll(self.handle, request_id, timeout_ms, byref(ev), buf, cap, byref(n))
+            if st != _lib.BUFFER_TOO_SMALL:
+                break
+            cap = n.value + 1  # the event was kept: ask again with room for it
+        if st == _lib.TIMEOUT:
+            return None
+        _check(st)
+        text = buf.raw[: n.value].decode("utf-8")
+        if ev.kind == _lib.EVENT_DONE:
+            return RequestEnd(
+                FINISH_REASONS.get(ev.finish_reason, "?"),
+                text,
+                ev.prompt_tokens,
+                ev.cached_tokens,
+                ev.completion_tokens,
+                ev.time_to_first_token_ms,
+                ev.total_ms,
+            )
+        if ev.has_logprob:
+            top = [(ev.top_tokens[k], ev.top_logprobs[k]) for k in range(ev.n_top)]
+            return TokenEvent(ev.token, text, ev.logprob, top)
+        return TokenEvent(ev.token, text)
+
+    def cancel(self, request_id: int) -> None:
+        _check(lib.strata_scheduler_cancel(self.handle, request_id))
+
+
+class Request:
+    """A submitted request. Iterating gives its TokenEvents; at the end
+    `.end` holds the RequestEnd (and the request is forgotten by the
+    scheduler)."""
+
+    def __init__(self, scheduler: Scheduler, request_id: int):
+        self.scheduler = scheduler
+        self.id = request_id
+        self.end: Optional[RequestEnd] = None
+
+    def __iter__(self) -> Iterator[TokenEvent]:
+        while self.end is None:
+            ev = self.scheduler.poll(self.id, 1000)
+            if ev is None:
+                continue
+            if isinstance(ev, RequestEnd):
+                self.end = ev
+                return
+            yield ev
+
+    def cancel(self) -> None:
+        self.scheduler.cancel(self.id)
+
+    def wait(self) -> Tuple[List[int], str, RequestEnd]:
+        """Run to the end: the tokens, the whole text and the last event."""
+        tokens, texts = [], []
+        for ev in self:
+            tokens.append(ev.token)
+            texts.append(ev.text)
+        assert self.end is not None
+        return tokens, "".join(texts) + self.end.text, self.end
 
 
 class Sampler:

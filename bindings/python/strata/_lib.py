@@ -57,12 +57,17 @@ STATUS_NAMES = {
     66: "STRATA_FRAME_WRONG_POSITION",
     67: "STRATA_TOO_MANY_SESSIONS",
     68: "STRATA_UNKNOWN_SESSION",
+    70: "STRATA_QUEUE_FULL",
+    71: "STRATA_KV_BUDGET",
+    72: "STRATA_STOPPED",
+    73: "STRATA_TIMEOUT",
     80: "STRATA_NETWORK",
     100: "STRATA_PANIC",
     101: "STRATA_INTERNAL",
 }
 OK = 0
 BUFFER_TOO_SMALL = 5
+TIMEOUT = 73
 
 TOKENIZE_ADD_SPECIAL = 1
 TOKENIZE_PARSE_SPECIAL = 2
@@ -76,6 +81,9 @@ NUMERICS_LLAMA_CPP = 0
 NUMERICS_BATCH_INVARIANT = 1
 FRAME_HEADER_LEN = 80
 FRAME_CHECKSUM_LEN = 32
+MAX_TOP_LOGPROBS = 20
+EVENT_TOKEN = 1
+EVENT_DONE = 2
 
 progress_fn = CFUNCTYPE(c_bool, c_void_p, c_uint32, c_float)
 token_fn = CFUNCTYPE(c_bool, c_void_p, c_uint32, POINTER(c_char), c_size_t)
@@ -179,6 +187,68 @@ class LayerRange(Structure):
     _fields_ = [("start", c_uint32), ("end", c_uint32)]
 
 
+class SchedulerOptions(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("slots", c_uint32),
+        ("n_ctx", c_uint32),
+        ("max_queue", c_uint32),
+        ("max_batch_tokens", c_uint32),
+        ("prefill_chunk", c_uint32),
+        ("kv_budget_bytes", c_uint64),
+    ]
+
+
+class RequestParams(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("max_tokens", c_uint32),
+        ("sampler", POINTER(SamplerParams)),
+        ("stop", POINTER(Str)),
+        ("n_stop", c_size_t),
+        ("logprobs", c_uint32),
+        ("top_logprobs", c_uint32),
+        ("ignore_eos", c_uint32),
+    ]
+
+
+class RequestEvent(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("kind", c_uint32),
+        ("token", c_uint32),
+        ("has_logprob", c_uint32),
+        ("logprob", c_float),
+        ("n_top", c_uint32),
+        ("top_tokens", c_uint32 * MAX_TOP_LOGPROBS),
+        ("top_logprobs", c_float * MAX_TOP_LOGPROBS),
+        ("finish_reason", c_uint32),
+        ("prompt_tokens", c_uint64),
+        ("cached_tokens", c_uint64),
+        ("completion_tokens", c_uint64),
+        ("time_to_first_token_ms", c_double),
+        ("total_ms", c_double),
+    ]
+
+
+class SchedulerStats(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("slots", c_uint32),
+        ("running", c_uint32),
+        ("queued", c_uint32),
+        ("requests_total", c_uint64),
+        ("prompt_tokens_total", c_uint64),
+        ("cached_tokens_total", c_uint64),
+        ("generated_tokens_total", c_uint64),
+        ("ttft_ms_sum", c_double),
+        ("ttft_count", c_uint64),
+        ("kv_bytes_used", c_uint64),
+        ("kv_bytes_budget", c_uint64),
+        ("steps_total", c_uint64),
+    ]
+
+
 def new(struct_type):
     """A struct with struct_size set, as every C call expects."""
     s = struct_type()
@@ -273,6 +343,18 @@ _SIGNATURES = {
     "strata_shard_position": (c_int32, [P, c_uint64, POINTER(c_uint64)]),
     "strata_shard_n_sessions": (c_int32, [P, szp]),
     "strata_shard_digest": (c_int32, [P, u8p, c_size_t]),
+    "strata_scheduler_options_default": (c_int32, [POINTER(SchedulerOptions)]),
+    "strata_request_params_default": (c_int32, [POINTER(RequestParams)]),
+    "strata_scheduler_new": (c_int32, [P, POINTER(SchedulerOptions), POINTER(P)]),
+    "strata_scheduler_free": (None, [P]),
+    "strata_scheduler_get_options": (c_int32, [P, POINTER(SchedulerOptions)]),
+    "strata_scheduler_submit": (c_int32, [P, u32p, c_size_t, POINTER(RequestParams), POINTER(c_uint64)]),
+    "strata_scheduler_poll": (
+        c_int32,
+        [P, c_uint64, c_uint32, POINTER(RequestEvent), POINTER(c_char), c_size_t, szp],
+    ),
+    "strata_scheduler_cancel": (c_int32, [P, c_uint64]),
+    "strata_scheduler_get_stats": (c_int32, [P, POINTER(SchedulerStats)]),
     "strata_split": (
         c_int32,
         [c_char_p, POINTER(LayerRange), c_size_t, c_char_p, POINTER(c_char), c_size_t, szp],

@@ -213,3 +213,74 @@ def test_log_callback(synth):
     n = len(seen)
     strata.Model(synth[0]).close()
     assert len(seen) == n
+
+
+def test_scheduler_requests_from_threads_equal_a_session(synth):
+    with strata.Model(synth[0], batch_invariant=True, n_threads=2) as m:
+        greedy = strata.SamplerParams.greedy()
+        prompts = ["hello world", "the quick brown fox", "abc"]
+        want = []
+        for p in prompts:
+            s = m.session()
+            want.append([i for i, _t in s.generate(p, max_tokens=12, sampler=greedy)])
+            s.close()
+        with strata.Scheduler(m, slots=2) as sched:
+            assert sched.options["slots"] == 2 and sched.options["max_queue"] == 64
+            reqs = [sched.submit(m.tokenize(p), max_tokens=12, sampler=greedy) for p in prompts]
+            got = [None] * len(reqs)
+
+            def run(k):
+                got[k] = reqs[k].wait()
+
+            threads = [threading.Thread(target=run, args=(k,)) for k in range(len(reqs))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for k, (tokens, text, end) in enumerate(got):
+                assert tokens == want[k]
+                assert text == m.detokenize(tokens)
+                assert end.completion_tokens == len(tokens)
+                assert end.prompt_tokens == len(m.tokenize(prompts[k]))
+                assert end.finish_reason in ("max_tokens", "eog")
+                with pytest.raises(strata.Error) as e:  # forgotten after its end
+                    sched.poll(reqs[k].id, 0)
+                assert e.value.name == "STRATA_NOT_FOUND"
+            st = sched.stats()
+            assert st["requests_total"] == 3 and st["running"] == 0 and st["ttft_count"] == 3
+
+
+def test_scheduler_logprobs_refusals_timeout_and_cancel(synth):
+    with strata.Model(synth[0], n_threads=2) as m:
+        with strata.Scheduler(m, slots=1, max_queue=1, n_ctx=4096) as sched:
+            r = sched.submit([256, 40, 41], max_tokens=3, logprobs=True, top_logprobs=2,
+                             sampler=strata.SamplerParams.greedy())  # fmt: skip
+            evs = list(r)
+            assert len(evs) == 3 and all(len(e.top) == 2 and e.top[0][0] == e.token for e in evs)
+            assert all(e.logprob <= 0 for e in evs)
+            with pytest.raises(strata.Error) as e:
+                sched.submit([])
+            assert e.value.name == "STRATA_EMPTY_INPUT"
+            with pytest.raises(strata.Error) as e:
+                sched.submit([1, 100000])
+            assert e.value.name == "STRATA_TOKEN_OUT_OF_RANGE"
+            with pytest.raises(strata.Error) as e:
+                sched.submit([1], logprobs=True, top_logprobs=21)
+            assert e.value.name == "STRATA_INVALID_ARGUMENT"
+            a = sched.submit([256, 40], max_tokens=4000, ignore_eos=True)
+            b = sched.submit([256, 41], max_tokens=4000, ignore_eos=True)
+            with pytest.raises(strata.Error) as e:
+                sched.submit([256, 42])
+            assert e.value.name == "STRATA_QUEUE_FULL"
+            assert sched.poll(b.id, 0) is None  # waiting behind a
+            b.cancel()
+            a.cancel()
+            list(a)
+            assert list(b) == [] and b.end.finish_reason == "cancelled"
+            assert a.end.finish_reason == "cancelled" and a.end.completion_tokens < 4000
+            with pytest.raises(strata.Error) as e:
+                sched.cancel(a.id)
+            assert e.value.name == "STRATA_NOT_FOUND"
+        with pytest.raises(strata.Error) as e:
+            strata.Scheduler(m, slots=8, max_batch_tokens=4)
+        assert e.value.name == "STRATA_INVALID_ARGUMENT"
