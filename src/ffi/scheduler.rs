@@ -1095,7 +1095,6 @@ mod tests {
         let id = submit(&s, &pr, &p).unwrap();
         let (_, full, _) = drain(&s, id);
         let cut = full
-            .trim_start()
             .split_whitespace()
             .nth(2)
             .expect("three words")
