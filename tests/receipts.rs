@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use strata::gguf::GgufFile;
+use strata::kernels::Isa;
 use strata::quant::GgmlType;
 use strata::receipt::{
     self, check_shard, logits_digest, merkle, verify, DivergenceReason, FrameClaim, Inconsistency,
@@ -638,4 +639,101 @@ fn shard_outputs_are_checked_batched() {
     let whole = ShardNode::new(tiny(1), NodeLimits::default()).unwrap();
     let f = Frame::tokens(whole.digest(), 9, 0, PROMPT);
     assert_eq!(whole.forward(&f).unwrap().digest, logits_digest(&l));
+}
+
+/// Set in a child run: print this level's receipt fingerprints.
+const LEVEL_CHILD: &str = "STRATA_TEST_RECEIPT_LEVEL_CHILD";
+
+/// One line per model: the fingerprint of a seeded receipt made at this
+/// process's kernel level.
+fn receipt_fingerprints() -> String {
+    let mut out = String::new();
+    for path in [common::smollm2(), common::gemma3()] {
+        let model = Arc::new(
+            Model::load(
+                &path,
+                &LoadOptions {
+                    n_threads: Some(2),
+                    layers: None,
+                    numerics: BI,
+                },
+            )
+            .unwrap(),
+        );
+        let p = GenerateParams {
+            max_tokens: 12,
+            sampler: SamplerParams {
+                seed: 21,
+                ..SamplerParams::default()
+            },
+            ..GenerateParams::default()
+        };
+        let (_, r) = session(&model)
+            .generate_with_receipt("Water boils at 100 degrees Celsius because", &p, |_| true)
+            .unwrap();
+        assert!(check(&model, &r).holds());
+        out.push_str(&format!("{} {}\n", path.display(), r.fingerprint()));
+    }
+    let t = generate(&tiny(2), hot(4, 6.0), 12);
+    out.push_str(&format!("tiny {}\n", t.fingerprint()));
+    out
+}
+
+/// Receipts are identical under the scalar reference and every kernel
+/// level this machine has (each level in a child process of its own: the
+/// level is read once per process).
+#[test]
+fn receipts_are_identical_at_every_kernel_level() {
+    if std::env::var_os(LEVEL_CHILD).is_some() {
+        println!();
+        for line in receipt_fingerprints().lines() {
+            println!("RECEIPT {line}");
+        }
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let child = |vars: &[(&str, &str)]| -> String {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "receipts_are_identical_at_every_kernel_level",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(LEVEL_CHILD, "1")
+        .env_remove("STRATA_ISA")
+        .env_remove("STRATA_FORCE_SCALAR");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{vars:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("RECEIPT "))
+            .collect();
+        assert_eq!(lines.len(), 3, "{vars:?}: {stdout}");
+        lines.join("\n")
+    };
+    let scalar = child(&[("STRATA_FORCE_SCALAR", "1")]);
+    eprintln!("scalar reference:\n{scalar}");
+    let mut checked = vec!["STRATA_FORCE_SCALAR=1".to_string()];
+    for isa in Isa::ALL.iter().filter(|i| i.is_available()) {
+        let got = child(&[("STRATA_ISA", isa.name())]);
+        assert_eq!(
+            got,
+            scalar,
+            "STRATA_ISA={} gives other receipts",
+            isa.name()
+        );
+        checked.push(format!("STRATA_ISA={}", isa.name()));
+    }
+    assert_eq!(child(&[]), scalar, "the default level gives other receipts");
+    eprintln!("identical receipts under {}, default", checked.join(", "));
 }
