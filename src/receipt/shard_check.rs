@@ -92,7 +92,7 @@ pub fn check_shard(model: Arc<Model>, claims: &[FrameClaim], n_ctx: usize) -> Re
                     reason: e.to_string(),
                 },
             };
-            if first_bad.as_ref().map_or(true, |(j, _)| i < *j) {
+            if first_bad.as_ref().is_none_or(|(j, _)| i < *j) {
                 first_bad = Some((i, bad));
             }
         }
