@@ -164,12 +164,14 @@ pub unsafe extern "C" fn strata_receipt_encode(
         let bytes = match format {
             STRATA_RECEIPT_BINARY => r.to_bytes(),
             STRATA_RECEIPT_JSON => r.to_json().into_bytes(),
-            other => return Err(fail(
-                STRATA_INVALID_ARGUMENT,
-                format!(
+            other => {
+                return Err(fail(
+                    STRATA_INVALID_ARGUMENT,
+                    format!(
                     "format is {other}; use STRATA_RECEIPT_BINARY (0) or STRATA_RECEIPT_JSON (1)"
                 ),
-            )),
+                ))
+            }
         };
         out.fill(&bytes)
     })
