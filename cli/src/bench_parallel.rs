@@ -395,7 +395,7 @@ impl Checks {
     }
 }
 
-fn find<'a>(rows: &'a [Row], worker: usize, mode: Mode, streams: usize) -> Option<&'a Row> {
+fn find(rows: &[Row], worker: usize, mode: Mode, streams: usize) -> Option<&Row> {
     rows.iter()
         .find(|r| r.worker == worker && r.mode == mode && r.streams == streams)
 }
