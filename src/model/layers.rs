@@ -11,10 +11,10 @@
 use super::arch::Mlp;
 use super::config::{AttnScale, Config};
 use super::weights::LayerWeights;
-use crate::kv_cache::KvCache;
 use std::ops::Range;
 
-use crate::ops::attention::{attention_segments, AttentionShape, DotOrder, Segment};
+use crate::model::BatchItem;
+use crate::ops::attention::{attention_segments, AttentionShape, DotOrder};
 use crate::ops::{act, matmul_group, matmul_with, norm};
 
 /// Scratch buffers for one forward call of `n` tokens. A model keeps them
@@ -26,6 +26,10 @@ pub struct Scratch {
     pub x: Vec<f32>,
     /// Token positions, `[n]`.
     pub positions: Vec<usize>,
+    /// Each sequence's rows of the batch.
+    pub rows: Vec<Range<usize>>,
+    /// Each sequence's rows of the logits.
+    pub picked: Vec<Range<usize>>,
     h: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
@@ -54,6 +58,8 @@ impl Scratch {
         fit(&mut self.gate, n * cfg.n_ff);
         fit(&mut self.up, n * cfg.n_ff);
         fit(&mut self.positions, 0);
+        self.rows.clear();
+        self.picked.clear();
         // Quantized activations take at most about 1.1 bytes per value.
         release_if_oversized(&mut self.act, 2 * n * cfg.n_embd.max(cfg.n_ff));
     }
@@ -73,20 +79,16 @@ fn release_if_oversized<T>(v: &mut Vec<T>, need: usize) {
     }
 }
 
-/// One sequence of a forward call: its rows of the batch and its cache.
-pub struct Seq<'c> {
-    pub cache: &'c mut KvCache,
-    pub rows: Range<usize>,
-}
-
 /// Run one block over `x` (`[n][n_embd]`, updated in place) for tokens at
 /// `positions`: every matrix product over all rows at once, attention per
-/// sequence over its own cache (layer `cache_layer`, extended with the
-/// sequence's rows); attention sums its dot products in `order`.
+/// sequence (`items[i]`, rows `rows[i]` of the batch) over its own cache
+/// (layer `cache_layer`, extended with the sequence's rows); attention sums
+/// its dot products in `order`.
 pub fn block(
     cfg: &Config,
     w: &LayerWeights,
-    seqs: &mut [Seq<'_>],
+    items: &mut [BatchItem<'_>],
+    rows: &[Range<usize>],
     cache_layer: usize,
     s: &mut Scratch,
     order: DotOrder,
@@ -94,6 +96,8 @@ pub fn block(
     let Scratch {
         x,
         positions,
+        rows: _,
+        picked: _,
         h,
         q,
         k,
@@ -139,9 +143,9 @@ pub fn block(
         }
     };
     let (kw, vw) = (cfg.k_width(), cfg.v_width());
-    for sq in seqs.iter_mut() {
-        let r = sq.rows.clone();
-        sq.cache.store(
+    for (it, r) in items.iter_mut().zip(rows) {
+        let r = r.clone();
+        it.cache.store(
             cache_layer,
             positions[r.start],
             &k[r.start * kw..r.end * kw],
@@ -157,15 +161,19 @@ pub fn block(
         window: layer.window,
         softcap: None,
     };
-    let segments: Vec<Segment<'_>> = seqs
-        .iter()
-        .map(|sq| Segment {
-            rows: sq.rows.clone(),
-            keys: sq.cache.keys(cache_layer),
-            values: sq.cache.values(cache_layer),
-        })
-        .collect();
-    attention_segments(&shape, order, q, positions, &segments, att);
+    let items = &*items;
+    attention_segments(
+        &shape,
+        order,
+        q,
+        positions,
+        rows,
+        |i| {
+            let c = &items[i].cache;
+            (c.keys(cache_layer), c.values(cache_layer))
+        },
+        att,
+    );
     matmul_with(&w.wo, att, n, proj, act);
     add_bias(proj, w.bo.as_deref());
     if let Some(pn) = &w.post_attn_norm {

@@ -320,8 +320,9 @@ impl Model {
             pos,
             logits,
         }];
-        let mut out = self.forward_batch(&mut one)?;
-        Ok(out.pop().expect("one output per item"))
+        let mut got = None;
+        self.run_batch(&mut one, &mut |o| got = Some(o))?;
+        Ok(got.expect("one output per item"))
     }
 
     /// Run several sequences through the model in one pass: each item is a
@@ -339,9 +340,21 @@ impl Model {
     /// Every item is checked before anything runs; an error names the item
     /// and leaves every cache as it was.
     pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Output>> {
+        let mut out = Vec::with_capacity(items.len());
+        self.run_batch(items, &mut |o| out.push(o))?;
+        Ok(out)
+    }
+
+    /// [`Model::forward_batch`], handing each output to `emit` in order
+    /// (so that a single forward allocates no list).
+    fn run_batch(
+        &self,
+        items: &mut [BatchItem<'_>],
+        emit: &mut (dyn FnMut(Output) + Send),
+    ) -> Result<()> {
         let cfg = &self.config;
         if items.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let mut n = 0usize;
         for (i, it) in items.iter().enumerate() {
@@ -362,7 +375,9 @@ impl Model {
         // take their own; the list holds at most as many as ran at once).
         let mut s = lock(&self.scratch).pop().unwrap_or_default();
         s.fit(cfg, n);
-        let out = self.pool.install(|| self.forward_in(items, order, &mut s));
+        let out = self
+            .pool
+            .install(|| self.forward_in(items, order, &mut s, emit));
         lock(&self.scratch).push(s);
         out
     }
@@ -427,11 +442,10 @@ impl Model {
         items: &mut [BatchItem<'_>],
         order: DotOrder,
         s: &mut layers::Scratch,
-    ) -> Result<Vec<Output>> {
+        emit: &mut (dyn FnMut(Output) + Send),
+    ) -> Result<()> {
         let cfg = &self.config;
         let e = cfg.n_embd;
-        let which: Vec<Logits> = items.iter().map(|it| it.logits).collect();
-        let mut seqs = Vec::with_capacity(items.len());
         let mut row = 0;
         for it in items.iter_mut() {
             let n = it.input.len(e);
@@ -442,42 +456,43 @@ impl Model {
             }
             it.cache.truncate(it.pos);
             s.positions.extend(it.pos..it.pos + n);
-            seqs.push(layers::Seq {
-                cache: &mut *it.cache,
-                rows: row..row + n,
-            });
+            s.rows.push(row..row + n);
             row += n;
         }
+        let rows = std::mem::take(&mut s.rows);
         for (i, w) in self.blocks.iter().enumerate() {
-            layers::block(cfg, w, &mut seqs, i, s, order);
+            layers::block(cfg, w, items, &rows, i, s, order);
         }
-        for sq in &mut seqs {
-            let end = s.positions[sq.rows.end - 1] + 1;
-            sq.cache.set_len(end);
+        for (it, r) in items.iter_mut().zip(&rows) {
+            it.cache.set_len(it.pos + r.len());
         }
+        s.rows = rows;
         let (Some(out_norm), Some(head)) = (&self.output_norm, &self.output) else {
-            return Ok(seqs
-                .iter()
-                .map(|sq| Output::Hidden(s.x[sq.rows.start * e..sq.rows.end * e].to_vec()))
-                .collect());
+            for r in &s.rows {
+                emit(Output::Hidden(s.x[r.start * e..r.end * e].to_vec()));
+            }
+            return Ok(());
         };
         // The rows that give logits, gathered for one product with the head.
-        let mut picked = Vec::with_capacity(seqs.len());
         let mut m = 0;
-        for (w, sq) in which.iter().zip(&seqs) {
-            let r = match w {
-                Logits::Last => sq.rows.end - 1..sq.rows.end,
-                Logits::All => sq.rows.clone(),
-                Logits::None => sq.rows.end..sq.rows.end,
+        for (it, i) in items.iter().zip(0..) {
+            let rows = s.rows[i].clone();
+            let r = match it.logits {
+                Logits::Last => rows.end - 1..rows.end,
+                Logits::All => rows,
+                Logits::None => rows.end..rows.end,
             };
-            picked.push(m..m + r.len());
+            s.picked.push(m..m + r.len());
             if m != r.start {
                 s.x.copy_within(r.start * e..r.end * e, m * e);
             }
             m += r.len();
         }
         if m == 0 {
-            return Ok(picked.iter().map(|_| Output::Logits(Vec::new())).collect());
+            for _ in &s.picked {
+                emit(Output::Logits(Vec::new()));
+            }
+            return Ok(());
         }
         let rows = &mut s.x[..m * e];
         norm::rms_norm(rows, out_norm, cfg.rms_eps);
@@ -486,14 +501,15 @@ impl Model {
         if let Some(cap) = cfg.final_logit_softcap {
             layers::softcap(&mut out, cap);
         }
-        if picked.len() == 1 {
-            return Ok(vec![Output::Logits(out)]);
+        if s.picked.len() == 1 {
+            emit(Output::Logits(out));
+            return Ok(());
         }
         let v = cfg.n_vocab;
-        Ok(picked
-            .into_iter()
-            .map(|r| Output::Logits(out[r.start * v..r.end * v].to_vec()))
-            .collect())
+        for r in &s.picked {
+            emit(Output::Logits(out[r.start * v..r.end * v].to_vec()));
+        }
+        Ok(())
     }
 
     /// The embedding rows of `tokens` into `x` (`[n][n_embd]`).

@@ -78,6 +78,16 @@ impl Weight {
 /// Rows of W handled by one task.
 const ROWS_PER_TASK: usize = 16;
 
+/// Up to this many tokens a matmul runs the row kernel once per token
+/// rather than the tile kernel: a tile call unpacks its weight rows into
+/// scratch before it uses them, which for one to three tokens costs more
+/// than the row kernel's work (measured on both real models: two streams
+/// decoding together took 2.6× one stream's step with tiles, 1.6–1.8×
+/// with rows; at four tokens the two are even, from six on tiles win).
+/// The second and third tokens find the task's weight rows in the L1
+/// cache. Either kernel gives the reference's bits.
+const ROW_KERNEL_MAX_TOKENS: usize = 3;
+
 /// Rows of W handled by one task of a many-token matmul.
 const TILE_ROWS: usize = 32;
 
@@ -91,8 +101,8 @@ const CALL_TOKENS: usize = 64;
 /// `out` is `[n_tokens][rows]` (longer `x` or `out` are used only that
 /// far). Runs on the current rayon pool.
 ///
-/// One token: tasks of `ROWS_PER_TASK` rows through the row kernel. Many
-/// tokens: tasks of `TILE_ROWS` rows × up to `TOKENS_PER_TASK` tokens
+/// Up to `ROW_KERNEL_MAX_TOKENS` tokens: tasks of `ROWS_PER_TASK` rows
+/// through the row kernel, once per token. More tokens: tasks of `TILE_ROWS` rows × up to `TOKENS_PER_TASK` tokens
 /// through the tile kernel ([`kernels::TileDot`]: the task's weight rows,
 /// unpacked once per call, stay in cache while it walks its tokens), each
 /// task writing its outputs in place. Either way each output is computed by
@@ -172,7 +182,7 @@ pub fn matmul_group<const K: usize>(
             });
     }
     let act = &act[..];
-    if n_tokens == 1 {
+    if n_tokens <= ROW_KERNEL_MAX_TOKENS {
         let kernels: [Option<kernels::RowDot>; K] =
             std::array::from_fn(|k| kernels::row_dot(ws[k].ty));
         let tasks: [usize; K] = std::array::from_fn(|k| ws[k].rows.div_ceil(ROWS_PER_TASK));
@@ -185,12 +195,19 @@ pub fn matmul_group<const K: usize>(
             let wrow = w.row_bytes();
             let r0 = c * ROWS_PER_TASK;
             let nr = ROWS_PER_TASK.min(w.rows - r0);
-            let a = &act[act_at[k]..act_at[k] + act_row[k]];
-            // SAFETY: `outs[k]` holds `rows` values (cut to that above)
-            // and tasks write disjoint rows `r0..r0 + nr` of it;
-            // nothing else touches the outputs until they all finish.
-            let o = unsafe { std::slice::from_raw_parts_mut(dst[k].get().add(r0), nr) };
-            kernel.dot_rows(&w.data()[r0 * wrow..(r0 + nr) * wrow], a, o)
+            let rows = &w.data()[r0 * wrow..(r0 + nr) * wrow];
+            for t in 0..n_tokens {
+                let a0 = act_at[k] + t * act_row[k];
+                let a = &act[a0..a0 + act_row[k]];
+                // SAFETY: `outs[k]` holds `n_tokens * rows` values (cut to
+                // that above) and tasks write disjoint rows `r0..r0 + nr`
+                // of each token's output; nothing else touches the outputs
+                // until they all finish.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(dst[k].get().add(t * w.rows + r0), nr)
+                };
+                kernel.dot_rows(rows, a, o)
+            }
         });
         return;
     }

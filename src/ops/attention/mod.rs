@@ -100,68 +100,56 @@ pub fn attention_in_order(
     positions: &[usize],
     out: &mut [f32],
 ) {
-    let all = [Segment {
-        rows: 0..positions.len(),
-        keys,
-        values,
-    }];
-    attention_segments(shape, order, q, positions, &all, out)
-}
-
-/// One sequence of a batched attention call: its rows of the batch's
-/// queries, positions and outputs, and its own cache layer.
-#[derive(Debug, Clone)]
-pub struct Segment<'a> {
-    pub rows: Range<usize>,
-    /// `[position][n_kv_head * k_dim]`.
-    pub keys: &'a [f16],
-    /// `[position][n_kv_head * v_dim]`.
-    pub values: &'a [f16],
+    let all = [0..positions.len()];
+    attention_segments(shape, order, q, positions, &all, |_| (keys, values), out)
 }
 
 /// Attention of several sequences in one parallel region: the queries of
-/// `segment.rows` (`q`, `positions` and `out` hold every row of the batch)
-/// attend over that segment's own cache. Each (token, head) output is
-/// computed exactly as [`attention_in_order`] computes it for that
-/// sequence alone, so batching never changes a bit.
-pub fn attention_segments(
+/// rows `rows[s]` (`q`, `positions` and `out` hold every row of the batch)
+/// attend over sequence `s`'s own cache layer, `cache(s)` = (keys,
+/// values), each `[position][n_kv_head * dim]`. Each (token, head) output
+/// is computed exactly as [`attention_in_order`] computes it for that
+/// sequence alone, so batching never changes a bit. Allocates nothing.
+pub fn attention_segments<'a>(
     shape: &AttentionShape,
     order: DotOrder,
     q: &[f32],
     positions: &[usize],
-    segments: &[Segment<'_>],
+    rows: &[Range<usize>],
+    cache: impl Fn(usize) -> (&'a [f16], &'a [f16]) + Sync,
     out: &mut [f32],
 ) {
     let (qw, ow) = (shape.n_head * shape.k_dim, shape.n_head * shape.v_dim);
     assert!(
-        segments.iter().all(|s| s.rows.end <= positions.len()),
+        rows.iter().all(|r| r.end <= positions.len()),
         "attention: a segment past the batch"
     );
     assert!(q.len() >= positions.len() * qw && out.len() >= positions.len() * ow);
     #[cfg(target_arch = "x86_64")]
     if crate::ops::simd_x86::enabled() {
         let threads = rayon::current_num_threads();
-        let units: Vec<Units> = segments
-            .iter()
-            .map(|s| Units::new(shape, s.rows.len(), threads))
-            .collect();
-        let mut starts = Vec::with_capacity(units.len() + 1);
-        starts.push(0usize);
-        for u in &units {
-            starts.push(starts[starts.len() - 1] + u.count());
-        }
+        let units = |k: usize| Units::new(shape, rows[k].len(), threads);
+        let total: usize = (0..rows.len()).map(|k| units(k).count()).sum();
         let dst = OutPtr(out.as_mut_ptr());
-        (0..starts[units.len()]).into_par_iter().for_each(|i| {
-            let k = starts.partition_point(|&s| s <= i) - 1;
-            let seg = &segments[k];
-            let r = seg.rows.clone();
-            let task = units[k].task(
-                i - starts[k],
+        (0..total).into_par_iter().for_each(|mut i| {
+            // The segment of task `i` (a short walk: a batch holds a few
+            // dozen sequences at most).
+            let mut k = 0;
+            let mut u = units(0);
+            while i >= u.count() {
+                i -= u.count();
+                k += 1;
+                u = units(k);
+            }
+            let r = rows[k].clone();
+            let (keys, values) = cache(k);
+            let task = u.task(
+                i,
                 shape,
                 order,
                 &q[r.start * qw..r.end * qw],
-                seg.keys,
-                seg.values,
+                keys,
+                values,
                 &positions[r.clone()],
             );
             let mut sc = x86::SCRATCH.take();
@@ -174,14 +162,14 @@ pub fn attention_segments(
         });
         return;
     }
-    for seg in segments {
-        let r = seg.rows.clone();
+    for (k, r) in rows.iter().enumerate() {
+        let (keys, values) = cache(k);
         attention_reference(
             shape,
             order,
             &q[r.start * qw..r.end * qw],
-            seg.keys,
-            seg.values,
+            keys,
+            values,
             &positions[r.clone()],
             &mut out[r.start * ow..r.end * ow],
         )
