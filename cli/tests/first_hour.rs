@@ -59,6 +59,7 @@ const COMMANDS: &[&[&str]] = &[
     &["shard", "serve"],
     &["synth"],
     &["serve"],
+    &["verify"],
 ];
 
 #[test]
