@@ -133,6 +133,19 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// This error as item `index`'s of a batch of `len` items (a batch of
+    /// one reports the error itself).
+    pub(crate) fn in_batch(self, index: usize, len: usize) -> Error {
+        if len == 1 {
+            self
+        } else {
+            Error::BatchItem {
+                index,
+                source: Box::new(self),
+            }
+        }
+    }
+
     pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidParameter {
             name,

@@ -167,14 +167,7 @@ impl Session {
             } else {
                 continue;
             };
-            return Err(if items.len() == 1 {
-                e
-            } else {
-                Error::BatchItem {
-                    index: i,
-                    source: Box::new(e),
-                }
-            });
+            return Err(e.in_batch(i, items.len()));
         }
         let mut batch: Vec<BatchItem<'_>> = items
             .iter_mut()

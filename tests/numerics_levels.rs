@@ -127,29 +127,8 @@ fn every_kernel_level_gives_the_same_bits() {
         }
         return;
     }
-    let exe = std::env::current_exe().unwrap();
     let child = |vars: &[(&str, &str)]| -> (String, String) {
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args([
-            "every_kernel_level_gives_the_same_bits",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD, "1")
-        .env_remove("STRATA_ISA")
-        .env_remove("STRATA_FORCE_SCALAR");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{vars:?}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = common::rerun_test("every_kernel_level_gives_the_same_bits", CHILD, vars);
         let level = stdout
             .lines()
             .find_map(|l| l.strip_prefix("LEVEL "))

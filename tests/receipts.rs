@@ -691,28 +691,11 @@ fn receipts_are_identical_at_every_kernel_level() {
         }
         return;
     }
-    let exe = std::env::current_exe().unwrap();
     let child = |vars: &[(&str, &str)]| -> String {
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args([
+        let stdout = common::rerun_test(
             "receipts_are_identical_at_every_kernel_level",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(LEVEL_CHILD, "1")
-        .env_remove("STRATA_ISA")
-        .env_remove("STRATA_FORCE_SCALAR");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{vars:?}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+            LEVEL_CHILD,
+            vars,
         );
         let lines: Vec<&str> = stdout
             .lines()

@@ -31,6 +31,17 @@ mod parallel;
 pub const NO_LLAMA: &str = "--vs llama.cpp needs a build with the llama-cpp feature: \
                             cargo build --release -p strata-cli --features llama-cpp";
 
+/// Whether `--vs llama.cpp` asks for the side-by-side run (refused in a
+/// build without llama.cpp).
+pub fn compare_with_llama(a: &Args) -> Result<bool, String> {
+    match a.str("vs") {
+        None => Ok(false),
+        Some("llama.cpp") if cfg!(feature = "llama-cpp") => Ok(true),
+        Some("llama.cpp") => Err(NO_LLAMA.into()),
+        Some(other) => Err(format!("--vs {other}: only llama.cpp is supported")),
+    }
+}
+
 /// Pause between two measured runs.
 pub(crate) const SETTLE: Duration = Duration::from_millis(150);
 
@@ -297,12 +308,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     if threads == 0 {
         return Err("-t must be at least 1".into());
     }
-    let vs = match a.str("vs") {
-        None => false,
-        Some("llama.cpp") if cfg!(feature = "llama-cpp") => true,
-        Some("llama.cpp") => return Err(NO_LLAMA.into()),
-        Some(other) => return Err(format!("--vs {other}: only llama.cpp is supported")),
-    };
+    let vs = compare_with_llama(&a)?;
     let path = crate::model_path(&a)?;
     // The parent only tokenizes: one thread, and the weights stay unread.
     let prompt = {

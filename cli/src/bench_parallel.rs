@@ -23,7 +23,7 @@
 
 use std::collections::HashSet;
 
-use super::{median, prefixed_prompt, range, Worker, NO_LLAMA, SETTLE};
+use super::{compare_with_llama, median, prefixed_prompt, range, Worker, SETTLE};
 use crate::args::Args;
 use crate::bench_worker::{ids, ParTimed};
 use strata::Model;
@@ -164,12 +164,7 @@ pub fn run(a: &Args) -> Result<(), String> {
     if threads == 0 {
         return Err("-t must be at least 1".into());
     }
-    let vs = match a.str("vs") {
-        None => false,
-        Some("llama.cpp") if cfg!(feature = "llama-cpp") => true,
-        Some("llama.cpp") => return Err(NO_LLAMA.into()),
-        Some(other) => return Err(format!("--vs {other}: only llama.cpp is supported")),
-    };
+    let vs = compare_with_llama(&a)?;
     let numerics: &[(&str, &str)] = match a.str("numerics") {
         None | Some("llama.cpp") => &[("strata", "llama.cpp")],
         Some("batch-invariant") => &[("strata (batch-invariant)", "batch-invariant")],

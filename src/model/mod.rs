@@ -358,16 +358,8 @@ impl Model {
         }
         let mut n = 0usize;
         for (i, it) in items.iter().enumerate() {
-            self.check_item(it).map_err(|e| {
-                if items.len() == 1 {
-                    e
-                } else {
-                    Error::BatchItem {
-                        index: i,
-                        source: Box::new(e),
-                    }
-                }
-            })?;
+            self.check_item(it)
+                .map_err(|e| e.in_batch(i, items.len()))?;
             n += it.input.len(cfg.n_embd);
         }
         let order = self.numerics.attention_order(n);

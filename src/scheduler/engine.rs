@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use super::logprob::logprob;
 use super::{
-    rounded_positions, Constraint, Event, FinishReason, Finished, Pending, SchedulerOptions,
-    Shared, Sink, TokenOut,
+    Constraint, Event, FinishReason, Finished, Pending, SchedulerOptions, Shared, Sink, TokenOut,
 };
 use crate::kv_cache::KvCache;
 use crate::model::{BatchItem, Input, Logits, Model, Output};
@@ -16,17 +15,6 @@ use crate::sampler::Sampler;
 use crate::stop::StopText;
 use crate::tokenizer::StreamDecoder;
 use crate::Error;
-
-/// KV bytes a request of `positions` (prompt + most tokens) can come to
-/// allocate in a slot of `n_ctx` positions.
-pub(super) fn reserve_bytes(model: &Model, n_ctx: usize, positions: usize) -> usize {
-    rounded_positions(n_ctx, positions).saturating_mul(bytes_per_position(model))
-}
-
-fn bytes_per_position(model: &Model) -> usize {
-    let cfg = model.config();
-    model.layers().len() * (cfg.k_width() + cfg.v_width()) * std::mem::size_of::<half::f16>()
-}
 
 /// A sequence's cache, the tokens it holds, and the request using it.
 struct Slot {
@@ -85,6 +73,8 @@ pub(super) struct Engine {
     prefill_chunk: usize,
     budget: usize,
     shared: Arc<Shared>,
+    /// Tokens generated in this step, added to the counters at its end.
+    generated: u64,
 }
 
 impl Engine {
@@ -109,6 +99,7 @@ impl Engine {
             prefill_chunk: opts.prefill_chunk,
             budget,
             shared,
+            generated: 0,
         }
     }
 
@@ -369,6 +360,7 @@ impl Engine {
         self.sample_all(sampled);
         let mut st = self.shared.lock();
         st.stats.steps_total += 1;
+        st.stats.generated_tokens_total += std::mem::take(&mut self.generated);
     }
 
     /// Sample the next token of every slot in `sampled` (slot, logits):
@@ -439,10 +431,7 @@ impl Engine {
             r.next = Some(id);
             None
         };
-        {
-            let mut st = self.shared.lock();
-            st.stats.generated_tokens_total += 1;
-        }
+        self.generated += 1;
         if let Some(reason) = end {
             self.finish(i, reason);
         }
@@ -473,6 +462,7 @@ impl Engine {
             st.free_slots = self.slots.len() - running;
             let stats = &mut st.stats;
             stats.running = running;
+            stats.generated_tokens_total += std::mem::take(&mut self.generated);
             stats.requests_total += 1;
             stats.prompt_tokens_total += r.prompt.len() as u64;
             stats.cached_tokens_total += r.cached as u64;
@@ -513,17 +503,8 @@ impl Engine {
 /// End a request that never got a slot.
 fn finish_pending(mut p: Pending, reason: FinishReason) {
     let ms = p.submitted.elapsed().as_secs_f64() * 1e3;
-    (p.sink)(Event::Done(Finished {
-        reason,
-        prompt_tokens: p.req.prompt.len(),
-        cached_tokens: 0,
-        completion_tokens: 0,
-        text: String::new(),
-        tail: String::new(),
-        tokens: Vec::new(),
-        time_to_first_token_ms: 0.0,
-        total_ms: ms,
-    }));
+    let f = Finished::unstarted(reason, p.req.prompt.len(), ms);
+    (p.sink)(Event::Done(f));
 }
 
 /// Length of the common prefix of two token sequences.

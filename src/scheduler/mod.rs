@@ -214,6 +214,23 @@ pub struct Finished {
     pub total_ms: f64,
 }
 
+impl Finished {
+    /// The end of a request that generated nothing.
+    fn unstarted(reason: FinishReason, prompt_tokens: usize, total_ms: f64) -> Finished {
+        Finished {
+            reason,
+            prompt_tokens,
+            cached_tokens: 0,
+            completion_tokens: 0,
+            text: String::new(),
+            tail: String::new(),
+            tokens: Vec::new(),
+            time_to_first_token_ms: 0.0,
+            total_ms,
+        }
+    }
+}
+
 /// Why a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FinishReason {
@@ -312,6 +329,8 @@ pub struct Scheduler {
     model: Arc<Model>,
     opts: SchedulerOptions,
     budget: usize,
+    /// KV bytes one position of one sequence takes.
+    per_position: usize,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -365,6 +384,7 @@ impl Scheduler {
             model,
             opts,
             budget,
+            per_position,
             shared,
             thread: Mutex::new(Some(thread)),
         })
@@ -444,11 +464,9 @@ impl Scheduler {
                 format!("at most {MAX_TOP_LOGPROBS}"),
             ));
         }
-        let reserve = engine::reserve_bytes(
-            &self.model,
-            self.opts.n_ctx,
-            req.prompt.len().saturating_add(req.max_tokens),
-        );
+        let positions = req.prompt.len().saturating_add(req.max_tokens);
+        let reserve =
+            rounded_positions(self.opts.n_ctx, positions).saturating_mul(self.per_position);
         if reserve > self.budget {
             return Err(Error::KvBudget {
                 needed: reserve,
@@ -559,16 +577,8 @@ impl Handle {
                 last = Some(f);
             }
         }
-        last.unwrap_or_else(|| Finished {
-            reason: FinishReason::Failed("the scheduler stopped".into()),
-            prompt_tokens: 0,
-            cached_tokens: 0,
-            completion_tokens: 0,
-            text: String::new(),
-            tail: String::new(),
-            tokens: Vec::new(),
-            time_to_first_token_ms: 0.0,
-            total_ms: 0.0,
+        last.unwrap_or_else(|| {
+            Finished::unstarted(FinishReason::Failed("the scheduler stopped".into()), 0, 0.0)
         })
     }
 }

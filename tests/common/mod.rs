@@ -201,3 +201,29 @@ pub fn tiny_model(ty: GgmlType, threads: usize, numerics: Numerics) -> Arc<Model
     };
     Arc::new(Model::from_file(file, &opts).unwrap())
 }
+
+/// Run test `test` of this test binary again, in a child process with
+/// `child_var` set (the test's signal to do the child's part), the kernel
+/// switches `STRATA_ISA` and `STRATA_FORCE_SCALAR` cleared and then `vars`
+/// set (the level is read once per process, so each level needs a process
+/// of its own). Returns the child's stdout; fails if the child failed.
+#[allow(dead_code)]
+pub fn rerun_test(test: &str, child_var: &str, vars: &[(&str, &str)]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(child_var, "1")
+        .env_remove("STRATA_ISA")
+        .env_remove("STRATA_FORCE_SCALAR");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{vars:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

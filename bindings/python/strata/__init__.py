@@ -211,13 +211,50 @@ class FrameInfo:
     payload_len: int
 
 
-class Model:
+class _Owned:
+    """A library handle owned by a Python object: `handle` (refused once
+    closed), `close()` (also on leaving a `with` block and on garbage
+    collection). Subclasses name the handle (`_KIND`) and its free
+    function (`_FREE`)."""
+
+    _KIND = "handle"
+    _FREE = ""
+    _h = None
+
+    @property
+    def handle(self) -> c_void_p:
+        if not self._h:
+            raise ValueError(f"the {self._KIND} is closed")
+        return self._h
+
+    def close(self) -> None:
+        if self._h:
+            getattr(lib, self._FREE)(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Model(_Owned):
     """A loaded model or a range of its layers (`layers=(start, end)`).
     `progress(stage, fraction) -> bool` may cancel the load (Error
     STRATA_CANCELLED). `batch_invariant=True` loads it in the
     batch-invariant numerics mode (the same bits however a prompt is split
     into calls) instead of llama.cpp's. Thread-safe; close() (or `with`) frees it, and
     sessions and shards made from it keep it alive."""
+
+    _KIND = "model"
+    _FREE = "strata_model_free"
 
     def __init__(
         self,
@@ -254,28 +291,6 @@ class Model:
         _check(st)
         self._h = h
 
-    @property
-    def handle(self) -> c_void_p:
-        if not self._h:
-            raise ValueError("the model is closed")
-        return self._h
-
-    def close(self) -> None:
-        if self._h:
-            lib.strata_model_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def info(self) -> ModelInfo:
@@ -365,8 +380,11 @@ class _TokenCallback:
         self.c = _lib.token_fn(trampoline)
 
 
-class Session:
+class Session(_Owned):
     """One conversation (KV cache) over a model."""
+
+    _KIND = "session"
+    _FREE = "strata_session_free"
 
     def __init__(self, model: Model, n_ctx: int = 0):
         self._h = None
@@ -378,28 +396,6 @@ class Session:
         self._h = h
         self._n_vocab = model.info.n_vocab
 
-    @property
-    def handle(self) -> c_void_p:
-        if not self._h:
-            raise ValueError("the session is closed")
-        return self._h
-
-    def close(self) -> None:
-        if self._h:
-            lib.strata_session_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def position(self) -> int:
@@ -589,12 +585,15 @@ class RequestEnd:
     total_ms: float
 
 
-class Scheduler:
+class Scheduler(_Owned):
     """Many requests at once on one model (continuous batching on a thread
     of the library's). Thread-safe: submit from any thread, iterate
     different requests from different threads (the C poll releases the
     GIL). The options left 0 take the library's defaults. close() (or
     `with`) cancels what still runs."""
+
+    _KIND = "scheduler"
+    _FREE = "strata_scheduler_free"
 
     def __init__(
         self,
@@ -617,28 +616,6 @@ class Scheduler:
         _check(lib.strata_scheduler_new(model.handle, byref(o), byref(h)))
         self._h = h
 
-    @property
-    def handle(self) -> c_void_p:
-        if not self._h:
-            raise ValueError("the scheduler is closed")
-        return self._h
-
-    def close(self) -> None:
-        if self._h:
-            lib.strata_scheduler_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def options(self) -> dict:
@@ -793,9 +770,12 @@ class Sampler:
         _check(lib.strata_sampler_reset(self._h))
 
 
-class Shard:
+class Shard(_Owned):
     """A shard node over a model or layer range: frames in, frames out.
     Thread-safe."""
+
+    _KIND = "shard"
+    _FREE = "strata_shard_free"
 
     def __init__(self, model: Model, max_sessions: int = 64, n_ctx: int = 4096, output_dtype: int = DTYPE_F32):
         self._h = None
@@ -805,22 +785,6 @@ class Shard:
         _check(lib.strata_shard_new(model.handle, byref(lim), byref(h)))
         self._h = h
 
-    def close(self) -> None:
-        if self._h:
-            lib.strata_shard_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def digest(self) -> bytes:
