@@ -545,6 +545,14 @@ typedef struct strata_generate_options {
      * Passed to `on_token` unchanged.
      */
     void *user_data;
+    /**
+     * Speculative decoding by prompt lookup: up to this many tokens (1..=64)
+     * drafted from n-gram matches in the text so far and checked in one
+     * pass. 0 (the default): plain decoding. The output is bit-identical
+     * to plain decoding on a model loaded with STRATA_NUMERICS_BATCH_INVARIANT.
+     * (Appended in 0.1: callers built without it are accepted.)
+     */
+    uint32_t lookup_max_draft;
 } strata_generate_options;
 
 /**
@@ -580,6 +588,14 @@ typedef struct strata_completion {
      * Time to generate the tokens, in milliseconds.
      */
     double generation_ms;
+    /**
+     * Tokens drafted by speculative decoding (0 without it).
+     */
+    uint64_t n_drafted;
+    /**
+     * Drafted tokens that were accepted.
+     */
+    uint64_t n_accepted;
 } strata_completion;
 
 /**

@@ -1,8 +1,10 @@
 //! Text generation on a session: prompt in, a stream of tokens and text out,
 //! stopping at end-of-generation tokens, a token budget or stop strings.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::draft::{Draft, DraftStats, Pacer};
 use crate::sampler::{Sampler, SamplerParams};
 use crate::session::Session;
 use crate::stop::StopText;
@@ -23,6 +25,10 @@ pub struct GenerateParams {
     /// Let special-token text in the prompt (e.g. `<|im_start|>`) become
     /// special tokens.
     pub parse_special: bool,
+    /// Speculative decoding: how to draft tokens that one pass checks
+    /// (see [`crate::draft`]). Bit-identical to plain decoding in
+    /// `Numerics::BatchInvariant`.
+    pub draft: Draft,
 }
 
 impl Default for GenerateParams {
@@ -33,6 +39,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             add_special: true,
             parse_special: true,
+            draft: Draft::None,
         }
     }
 }
@@ -59,6 +66,8 @@ pub struct Timings {
     pub prompt_ms: f64,
     pub generated_tokens: usize,
     pub generation_ms: f64,
+    /// Drafted and accepted tokens (all zero without a draft).
+    pub draft: DraftStats,
 }
 
 impl Timings {
@@ -106,6 +115,17 @@ pub struct TokenStream<'s> {
     stop: StopText,
     max_tokens: usize,
     logits: Vec<f32>,
+    draft: Draft,
+    pacer: Pacer,
+    /// Tokens drafted in the latest pass with a draft, and how many of
+    /// them have been accepted so far.
+    pass: (usize, usize),
+    /// Drafted tokens fed to the session but not yet sampled, in order.
+    pending: VecDeque<u32>,
+    /// The logits after each pending token (`[pending.len()][n_vocab]`,
+    /// from `pending_at` on).
+    pending_logits: Vec<f32>,
+    pending_at: usize,
     completion: Completion,
     done: Option<StopReason>,
     started: Instant,
@@ -133,6 +153,7 @@ impl Session {
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
         }
+        params.draft.validate()?;
         let sampler = Sampler::new(params.sampler.clone())?;
         let t0 = Instant::now();
         let logits = self.feed(prompt)?;
@@ -144,6 +165,15 @@ impl Session {
             stop: StopText::new(&params.stop),
             max_tokens: params.max_tokens,
             logits,
+            draft: params.draft,
+            pacer: Pacer::new(match params.draft {
+                Draft::None => 0,
+                Draft::Lookup(l) => l.max_draft,
+            }),
+            pass: (0, 0),
+            pending: VecDeque::new(),
+            pending_logits: Vec::new(),
+            pending_at: 0,
             completion: Completion {
                 prompt_tokens: prompt.to_vec(),
                 tokens: Vec::new(),
@@ -186,9 +216,7 @@ impl Session {
 impl TokenStream<'_> {
     /// End the stream early.
     pub fn stop(&mut self, reason: StopReason) {
-        if self.done.is_none() {
-            self.done = Some(reason);
-        }
+        self.end(reason);
     }
 
     /// The logits the next token will be sampled from (those of the last
@@ -204,14 +232,46 @@ impl TokenStream<'_> {
 
     /// The completion so far (final once the iterator returned `None`).
     pub fn finish(mut self) -> Completion {
+        self.discard_pending();
         let tail = self.decoder.finish();
-        if self.completion.stop_reason != StopReason::StopString {
-            self.completion.text.push_str(&self.stop.finish());
-            self.completion.text.push_str(&tail);
+        let mut c = std::mem::replace(
+            &mut self.completion,
+            Completion {
+                prompt_tokens: Vec::new(),
+                tokens: Vec::new(),
+                text: String::new(),
+                stop_reason: StopReason::MaxTokens,
+                timings: Timings::default(),
+            },
+        );
+        if c.stop_reason != StopReason::StopString {
+            c.text
+                .push_str(&std::mem::replace(&mut self.stop, StopText::new(&[])).finish());
+            c.text.push_str(&tail);
         }
-        self.completion.stop_reason = self.done.unwrap_or(StopReason::MaxTokens);
-        self.completion.timings.generated_tokens = self.completion.tokens.len();
-        self.completion
+        c.stop_reason = self.done.unwrap_or(StopReason::MaxTokens);
+        c.timings.generated_tokens = c.tokens.len();
+        c
+    }
+
+    /// Mark the stream ended and leave the session as plain decoding would:
+    /// holding the prompt and the tokens fed, no drafted ones.
+    fn end(&mut self, reason: StopReason) {
+        if self.done.is_none() {
+            self.done = Some(reason);
+        }
+        self.discard_pending();
+    }
+
+    /// Cut drafted tokens not yet sampled out of the session.
+    fn discard_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let pos = self.session.position() - self.pending.len();
+            self.session.truncate(pos);
+            self.pending.clear();
+        }
+        self.pending_logits.clear();
+        self.pending_at = 0;
     }
 
     fn step(&mut self) -> Result<TokenEvent> {
@@ -220,7 +280,7 @@ impl TokenStream<'_> {
         self.completion.tokens.push(id);
         let tok = self.session.model().tokenizer();
         if tok.is_eog(id) {
-            self.done = Some(StopReason::EndOfGeneration);
+            self.end(StopReason::EndOfGeneration);
             return Ok(TokenEvent {
                 id,
                 text: String::new(),
@@ -230,18 +290,86 @@ impl TokenStream<'_> {
         self.completion.text.push_str(&text);
         if stopped {
             self.completion.stop_reason = StopReason::StopString;
-            self.done = Some(StopReason::StopString);
+            self.end(StopReason::StopString);
             return Ok(TokenEvent { id, text });
         }
+        // Where plain decoding would stand: drafted tokens not counted.
+        let held = self.session.position() - self.pending.len();
         if self.completion.tokens.len() >= self.max_tokens {
-            self.done = Some(StopReason::MaxTokens);
-        } else if self.session.position() >= self.session.n_ctx() {
-            self.done = Some(StopReason::ContextFull);
+            self.end(StopReason::MaxTokens);
+        } else if held >= self.session.n_ctx() {
+            self.end(StopReason::ContextFull);
         } else {
-            self.logits = self.session.feed(&[id])?;
+            self.advance(id)?;
         }
         self.completion.timings.generation_ms = self.started.elapsed().as_secs_f64() * 1e3;
         Ok(TokenEvent { id, text })
+    }
+
+    /// The logits after `id`: from the last pass if `id` was drafted there,
+    /// else from a new pass over `id` and a new draft.
+    fn advance(&mut self, id: u32) -> Result<()> {
+        let n_vocab = self.logits.len();
+        if let Some(d) = self.pending.pop_front() {
+            if d == id {
+                let row = self.pending_at * n_vocab;
+                self.logits
+                    .copy_from_slice(&self.pending_logits[row..row + n_vocab]);
+                self.pending_at += 1;
+                self.pass.1 += 1;
+                self.completion.timings.draft.accepted += 1;
+                return Ok(());
+            }
+            // `d` and what follows it were drafted after a token the
+            // sampler did not pick.
+            self.pending.push_front(d);
+            self.discard_pending();
+        }
+        self.pending_logits.clear();
+        self.pending_at = 0;
+        let (drafted, accepted) = std::mem::take(&mut self.pass);
+        self.pacer.record(drafted, accepted);
+        let draft = match self.draft {
+            Draft::None => Vec::new(),
+            Draft::Lookup(l) => {
+                // Tokens still to sample after `id`, and positions left
+                // after it: a draft longer than either is never used.
+                let to_sample = self.max_tokens - self.completion.tokens.len();
+                let room = self.session.n_ctx() - self.session.position() - 1;
+                let limit = to_sample.saturating_sub(1).min(room);
+                match self.pacer.next_limit().min(limit) {
+                    0 => Vec::new(),
+                    n => {
+                        let mut text = self.session.tokens().to_vec();
+                        text.push(id);
+                        l.draft(&text, n)
+                    }
+                }
+            }
+        };
+        if draft.is_empty() {
+            self.logits = self.session.feed(&[id])?;
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(draft.len() + 1);
+        batch.push(id);
+        batch.extend_from_slice(&draft);
+        let all = self.session.feed_all(&batch)?;
+        self.logits.copy_from_slice(&all[..n_vocab]);
+        self.pending_logits = all;
+        // Row 0 is `id`'s own; the pending tokens' rows follow it.
+        self.pending_at = 1;
+        self.completion.timings.draft.passes += 1;
+        self.completion.timings.draft.drafted += draft.len();
+        self.pass = (draft.len(), 0);
+        self.pending.extend(draft);
+        Ok(())
+    }
+}
+
+impl Drop for TokenStream<'_> {
+    fn drop(&mut self) {
+        self.discard_pending();
     }
 }
 
@@ -254,7 +382,7 @@ impl Iterator for TokenStream<'_> {
         }
         let r = self.step();
         if r.is_err() {
-            self.done = Some(StopReason::Callback);
+            self.end(StopReason::Callback);
         }
         self.completion.timings.generation_ms = self.started.elapsed().as_secs_f64() * 1e3;
         Some(r)

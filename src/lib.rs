@@ -4,6 +4,7 @@
 //! generate text or run shard forwards. See the README for an overview of the
 //! modules.
 
+pub mod draft;
 pub mod error;
 pub mod ffi;
 pub mod generate;
@@ -25,6 +26,7 @@ pub mod stop;
 pub mod synth;
 pub mod tokenizer;
 
+pub use draft::{Draft, DraftStats, Lookup};
 pub use error::{Error, Result};
 pub use generate::{Completion, GenerateParams, StopReason, Timings, TokenEvent, TokenStream};
 pub use model::{BatchItem, Input, LoadOptions, Logits, Model, Numerics, Output};

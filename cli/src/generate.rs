@@ -22,6 +22,7 @@ const KNOWN: &[&str] = &[
     "route",
     "json",
     "receipt",
+    "lookup",
 ];
 
 pub fn run(raw: &[String]) -> Result<(), String> {
@@ -33,9 +34,13 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         .to_string();
     let json = a.flag("json");
     let receipt = a.str("receipt").map(std::path::PathBuf::from);
+    let lookup: Option<usize> = a.get("lookup")?;
     if let Some(route) = a.str("route") {
         if receipt.is_some() {
             return Err("--receipt needs a local model (not --route)".into());
+        }
+        if lookup.is_some() {
+            return Err("--lookup needs a local model (not --route)".into());
         }
         return crate::shard::generate_routed(&a, route, &prompt, json);
     }
@@ -45,11 +50,15 @@ pub fn run(raw: &[String]) -> Result<(), String> {
             .unwrap_or(crate::usage::GENERATE_N_PREDICT),
         sampler: crate::sampler_params(&a)?,
         stop: a.all("stop"),
+        draft: match lookup {
+            None => strata::Draft::None,
+            Some(n) => strata::Draft::lookup(n),
+        },
         ..Default::default()
     };
     let path = crate::model_path(&a)?;
     let mut load = crate::load_options(&a)?;
-    if receipt.is_some() {
+    if receipt.is_some() || lookup.is_some() {
         // Only this mode lets one batched pass reproduce the decode's bits.
         load.numerics = Numerics::BatchInvariant;
     }
@@ -95,6 +104,9 @@ pub fn run(raw: &[String]) -> Result<(), String> {
                 "prompt_tokens_per_second": t.prompt_tokens_per_second(),
                 "generation_ms": t.generation_ms,
                 "generation_tokens_per_second": t.generation_tokens_per_second(),
+                "drafted_tokens": t.draft.drafted,
+                "accepted_tokens": t.draft.accepted,
+                "draft_passes": t.draft.passes,
             }
         });
         let _ = writeln!(out, "{v}");
@@ -110,6 +122,15 @@ pub fn run(raw: &[String]) -> Result<(), String> {
             t.generation_tokens_per_second(),
             completion.stop_reason
         );
+        if t.draft.drafted > 0 {
+            eprintln!(
+                "lookup: {} drafted in {} passes, {} accepted ({:.0}%)",
+                t.draft.drafted,
+                t.draft.passes,
+                t.draft.accepted,
+                100.0 * t.draft.acceptance()
+            );
+        }
     }
     Ok(())
 }

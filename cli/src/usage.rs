@@ -123,6 +123,11 @@ options:
       --receipt FILE       write a receipt of the generation (`strata verify`
                            checks it): JSON if FILE ends in .json, else binary;
                            the model then runs in the batch-invariant mode
+      --lookup N           speculative decoding by prompt lookup: draft up to N
+                           tokens (1-64) from n-gram matches in the text so far
+                           and check them in one pass; the model then runs in
+                           the batch-invariant mode, where the output is
+                           bit-identical to plain decoding (default: off)
       --route LIST         run the model on shard nodes (`strata shard serve`),
                            in pipeline order; see below
   -h, --help               print this help

@@ -9,6 +9,7 @@ use super::sampler::strata_sampler_params;
 use super::session::strata_session;
 use super::status::strata_status::{self, *};
 use super::tokenize::{check_tokens, STRATA_TOKENIZE_ADD_SPECIAL, STRATA_TOKENIZE_PARSE_SPECIAL};
+use crate::draft::Draft;
 use crate::generate::{GenerateParams, StopReason, TokenStream};
 use crate::receipt::ReceiptBuilder;
 use crate::sampler::SamplerParams;
@@ -77,6 +78,12 @@ pub struct strata_generate_options {
     pub on_token: strata_token_fn,
     /// Passed to `on_token` unchanged.
     pub user_data: *mut c_void,
+    /// Speculative decoding by prompt lookup: up to this many tokens (1..=64)
+    /// drafted from n-gram matches in the text so far and checked in one
+    /// pass. 0 (the default): plain decoding. The output is bit-identical
+    /// to plain decoding on a model loaded with STRATA_NUMERICS_BATCH_INVARIANT.
+    /// (Appended in 0.1: callers built without it are accepted.)
+    pub lookup_max_draft: u32,
 }
 
 impl Default for strata_generate_options {
@@ -90,13 +97,14 @@ impl Default for strata_generate_options {
             flags: STRATA_TOKENIZE_ADD_SPECIAL | STRATA_TOKENIZE_PARSE_SPECIAL,
             on_token: None,
             user_data: std::ptr::null_mut(),
+            lookup_max_draft: 0,
         }
     }
 }
 
 unsafe impl SizedStruct for strata_generate_options {
     const NAME: &'static str = "strata_generate_options";
-    const MIN_SIZE: usize = size_of::<Self>();
+    const MIN_SIZE: usize = std::mem::offset_of!(Self, lookup_max_draft);
 }
 
 /// What a generation did. Set struct_size to sizeof(strata_completion).
@@ -115,11 +123,15 @@ pub struct strata_completion {
     pub prompt_ms: f64,
     /// Time to generate the tokens, in milliseconds.
     pub generation_ms: f64,
+    /// Tokens drafted by speculative decoding (0 without it).
+    pub n_drafted: u64,
+    /// Drafted tokens that were accepted.
+    pub n_accepted: u64,
 }
 
 unsafe impl SizedStruct for strata_completion {
     const NAME: &'static str = "strata_completion";
-    const MIN_SIZE: usize = size_of::<Self>();
+    const MIN_SIZE: usize = std::mem::offset_of!(Self, n_drafted);
 }
 
 /// Fill `*options` with the defaults. Set options->struct_size first.
@@ -165,6 +177,10 @@ pub(super) unsafe fn request(options: *const strata_generate_options) -> FfiResu
             stop,
             add_special: flags & STRATA_TOKENIZE_ADD_SPECIAL != 0,
             parse_special: flags & STRATA_TOKENIZE_PARSE_SPECIAL != 0,
+            draft: match o.lookup_max_draft {
+                0 => Draft::None,
+                n => Draft::lookup(n as usize),
+            },
         },
         on_token: o.on_token,
         user_data: o.user_data,
@@ -219,6 +235,8 @@ pub(super) fn run(
         n_tokens: c.tokens.len() as u64,
         prompt_ms: c.timings.prompt_ms,
         generation_ms: c.timings.generation_ms,
+        n_drafted: c.timings.draft.drafted as u64,
+        n_accepted: c.timings.draft.accepted as u64,
     })
 }
 
