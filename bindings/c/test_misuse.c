@@ -14,6 +14,7 @@
  * layers. WORK_DIR: an empty directory for scratch files.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,9 +490,29 @@ static void generating(strata_model *m) {
     g.stop = NULL;
     CASE(strata_generate(s, "hi", 2, &g, &c), STRATA_NULL_POINTER);
     g.n_stop = 0;
+    g.lookup_max_draft = 65; /* more than a pass may draft */
+    CASE(strata_generate(s, "hi", 2, &g, &c), STRATA_INVALID_ARGUMENT);
+    g.lookup_max_draft = 0;
     size_t pos = 1;
     MUST(strata_session_position(s, &pos));
     EXPECT(pos == 0); /* every failure above left the session empty */
+
+    /* A caller built before lookup_max_draft (and the completion's draft
+     * counts) existed is accepted, with plain decoding. */
+    strata_generate_options old = g;
+    old.struct_size = offsetof(strata_generate_options, lookup_max_draft);
+    old.lookup_max_draft = 7; /* past the caller's struct: never read */
+    strata_completion oldc = {.struct_size = offsetof(strata_completion, n_drafted)};
+    oldc.n_drafted = 12345;
+    CASE(strata_generate(s, "hi", 2, &old, &oldc), STRATA_OK);
+    EXPECT(oldc.n_tokens >= 1 && oldc.n_tokens <= 10 && oldc.n_drafted == 12345);
+    /* With lookup on: drafted tokens are counted, accepted ones among them. */
+    MUST(strata_session_reset(s));
+    g.lookup_max_draft = 4;
+    CASE(strata_generate(s, "hi hi hi hi hi hi", 17, &g, &c), STRATA_OK);
+    EXPECT(c.n_tokens >= 1 && c.n_tokens <= 10 && c.n_accepted <= c.n_drafted);
+    g.lookup_max_draft = 0;
+    MUST(strata_session_reset(s));
 
     /* The callback stops after 3 tokens, and re-entering the session from it
      * is refused with STRATA_BUSY. */

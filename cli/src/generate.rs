@@ -23,15 +23,18 @@ const KNOWN: &[&str] = &[
     "json",
     "receipt",
     "lookup",
+    "file",
 ];
 
 pub fn run(raw: &[String]) -> Result<(), String> {
     let a = Args::parse(raw, &["json"], crate::COMMON_ALIASES)?;
     a.check_known(KNOWN)?;
-    let prompt = a
-        .str("prompt")
-        .ok_or("generate needs -p PROMPT")?
-        .to_string();
+    let prompt = match (a.str("prompt"), a.str("file")) {
+        (Some(p), None) => p.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
+        (Some(_), Some(_)) => return Err("give the prompt with -p or -f, not both".into()),
+        (None, None) => return Err("generate needs -p PROMPT or -f FILE".into()),
+    };
     let json = a.flag("json");
     let receipt = a.str("receipt").map(std::path::PathBuf::from);
     let lookup: Option<usize> = a.get("lookup")?;

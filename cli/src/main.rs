@@ -139,4 +139,5 @@ pub const COMMON_ALIASES: &[(&str, &str)] = &[
     ("-s", "--seed"),
     ("-o", "--output"),
     ("-r", "--repetitions"),
+    ("-f", "--file"),
 ];

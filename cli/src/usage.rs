@@ -103,14 +103,15 @@ pub const GENERATE_N_PREDICT: usize = 128;
 pub fn generate() -> String {
     format!(
         "\
-usage: strata generate [options] -p PROMPT
+usage: strata generate [options] -p PROMPT | -f FILE
        strata generate [options] --route HOST:PORT,HOST:PORT,... -p PROMPT
 
 Continue PROMPT, streaming the text to stdout; timings go to stderr.
 
 options:
 {MODEL}
-  -p, --prompt TEXT        the text to continue (required)
+  -p, --prompt TEXT        the text to continue (this or -f is required)
+  -f, --file FILE          read the text to continue from FILE
   -n, --n-predict N        most tokens to generate (default: {GENERATE_N_PREDICT})
 {}
 {}

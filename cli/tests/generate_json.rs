@@ -89,3 +89,53 @@ fn bad_arguments_fail_cleanly() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+/// `strata generate -f FILE --lookup N` gives the tokens of plain decoding
+/// in the same (batch-invariant) mode, with drafts accepted on a copy task.
+#[test]
+fn lookup_generation_from_a_file_equals_plain_decoding() {
+    let model = smollm2();
+    let dir = std::env::temp_dir().join(format!("strata-lookup-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompt = dir.join("prompt.txt");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../benches/prompts/copy-chatml.txt"
+        ),
+        &prompt,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["generate", "-m"])
+            .arg(&model)
+            .arg("-f")
+            .arg(&prompt)
+            .args(["-n", "40", "--temp", "0", "-t", "2", "--json"])
+            .args(extra)
+            .output()
+            .expect("run strata");
+        assert!(
+            out.status.success(),
+            "strata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+    };
+    // A receipt puts plain decoding in the batch-invariant mode too.
+    let receipt = dir.join("r.json");
+    let plain = run(&["--receipt", receipt.to_str().unwrap()]);
+    let spec = run(&["--lookup", "8"]);
+    assert_eq!(plain["tokens"], spec["tokens"]);
+    assert_eq!(plain["timings"]["drafted_tokens"], 0);
+    let accepted = spec["timings"]["accepted_tokens"].as_u64().unwrap();
+    assert!(accepted >= 10, "{}", spec["timings"]);
+    let both = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["generate", "-p", "x", "-f"])
+        .arg(&prompt)
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}

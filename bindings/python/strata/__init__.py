@@ -196,6 +196,9 @@ class Completion:
     n_tokens: int
     prompt_ms: float
     generation_ms: float
+    #: Tokens drafted by speculative decoding (lookup=N), and how many held.
+    n_drafted: int = 0
+    n_accepted: int = 0
 
 
 @dataclass
@@ -435,10 +438,11 @@ class Session(_Owned):
         _check(lib.strata_session_logits(self.handle, buf, self._n_vocab, byref(n)))
         return list(buf[: n.value])
 
-    def _options(self, max_tokens, sampler, stop, add_special, parse_special, callback):
+    def _options(self, max_tokens, sampler, stop, add_special, parse_special, callback, lookup=0):
         o = _lib.new(_lib.GenerateOptions)
         _check(lib.strata_generate_options_default(byref(o)))
         o.max_tokens = max_tokens
+        o.lookup_max_draft = lookup
         keep = []
         if sampler is not None:
             p = sampler._to_c()
@@ -467,11 +471,14 @@ class Session(_Owned):
         stop: Sequence[str] = (),
         add_special: bool = True,
         parse_special: bool = True,
+        lookup: int = 0,
     ) -> Completion:
         """Generate, calling on_token(id, text) for each token (return False
-        to stop); returns the summary."""
+        to stop); returns the summary. lookup=N drafts up to N tokens per
+        pass by prompt lookup (speculative decoding; bit-identical to plain
+        decoding on a model loaded with batch_invariant=True)."""
         cb = _TokenCallback(on_token)
-        o, keep = self._options(max_tokens, sampler, stop, add_special, parse_special, cb)
+        o, keep = self._options(max_tokens, sampler, stop, add_special, parse_special, cb, lookup)
         c = _lib.new(_lib.Completion)
         p = prompt.encode()
         st = lib.strata_generate(self.handle, p, len(p), byref(o), byref(c))
@@ -479,7 +486,15 @@ class Session(_Owned):
         if cb.error is not None:
             raise cb.error
         _check(st)
-        return Completion(STOP_REASONS.get(c.stop_reason, "?"), c.n_prompt_tokens, c.n_tokens, c.prompt_ms, c.generation_ms)
+        return Completion(
+            STOP_REASONS.get(c.stop_reason, "?"),
+            c.n_prompt_tokens,
+            c.n_tokens,
+            c.prompt_ms,
+            c.generation_ms,
+            c.n_drafted,
+            c.n_accepted,
+        )
 
     def generate(self, prompt: str, **kw) -> Iterator[Tuple[int, str]]:
         """Iterate over (token id, text) as they are generated. Leaving the

@@ -146,6 +146,7 @@ class GenerateOptions(Structure):
         ("flags", c_uint32),
         ("on_token", token_fn),
         ("user_data", c_void_p),
+        ("lookup_max_draft", c_uint32),
     ]
 
 
@@ -157,6 +158,8 @@ class Completion(Structure):
         ("n_tokens", c_uint64),
         ("prompt_ms", c_double),
         ("generation_ms", c_double),
+        ("n_drafted", c_uint64),
+        ("n_accepted", c_uint64),
     ]
 
 

@@ -120,6 +120,27 @@ def test_generate_iterator_and_early_stop(synth):
     assert c.stop_reason == "callback" and stopped == tokens[:2]
 
 
+def test_lookup_decoding_gives_plain_decodings_tokens(real_model):
+    prompt = (
+        "<|im_start|>user\nThe river runs past the old mill, under the stone bridge and into the"
+        " lake where the children swim in summer.\n\nRepeat the text above exactly.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    with strata.Model(real_model, batch_invariant=True, n_threads=2) as m:
+        runs = []
+        for lookup in (0, 8):
+            toks = []
+            c = m.session().generate_with(prompt, lambda t, x: toks.append(t) is None, max_tokens=24,
+                                          sampler=strata.SamplerParams.greedy(), lookup=lookup)  # fmt: skip
+            runs.append((toks, c))
+    (plain, pc), (spec, sc) = runs
+    assert plain == spec and pc.n_drafted == 0
+    assert 0 < sc.n_accepted <= sc.n_drafted
+    with pytest.raises(strata.Error) as e:
+        strata.Model(real_model).session().generate_with("hi", lambda t, x: True, lookup=65)
+    assert e.value.name == "STRATA_INVALID_ARGUMENT"
+
+
 def test_callback_exceptions_surface_in_python(synth):
     s = strata.Model(synth[0]).session()
 
