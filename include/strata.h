@@ -550,9 +550,22 @@ typedef struct strata_generate_options {
      * drafted from n-gram matches in the text so far and checked in one
      * pass. 0 (the default): plain decoding. The output is bit-identical
      * to plain decoding on a model loaded with STRATA_NUMERICS_BATCH_INVARIANT.
-     * (Appended in 0.1: callers built without it are accepted.)
+     * (Appended in 0.1: callers built without it and the two fields after
+     * it are accepted.)
      */
     uint32_t lookup_max_draft;
+    /**
+     * Speculative decoding with a draft model: a whole model (not a shard)
+     * with the same vocabulary, token for token, that drafts greedily in a
+     * session of its own; NULL (the default): none. Not with
+     * lookup_max_draft. Used during the call only (the handle must stay
+     * valid until it returns).
+     */
+    const struct strata_model *draft_model;
+    /**
+     * Most tokens draft_model drafts per pass (1..=64); 0 (the default): 8.
+     */
+    uint32_t draft_model_max;
 } strata_generate_options;
 
 /**

@@ -16,22 +16,53 @@
 //! order than single tokens, so a speculative generation can differ from a
 //! plain one in low bits of the logits (and, rarely, in a token).
 //!
-//! The drafter here is prompt lookup: the longest recent n-gram at the end
-//! of the text is looked up earlier in the text (the prompt included), and
-//! the tokens that followed it there are the draft. It costs nothing but a
-//! scan and pays on copy-heavy work: rewriting, summarizing, editing code,
-//! answering from a given passage.
+//! Two drafters:
+//! - prompt lookup: the longest recent n-gram at the end of the text is
+//!   looked up earlier in the text (the prompt included), and the tokens
+//!   that followed it there are the draft. It costs nothing but a scan and
+//!   pays on copy-heavy work: rewriting, summarizing, editing code,
+//!   answering from a given passage;
+//! - a draft model: a smaller model with the same vocabulary decodes the
+//!   draft greedily in a session of its own, kept in step with the text.
 
+use std::sync::Arc;
+
+use crate::model::Model;
+use crate::sampler::argmax;
+use crate::session::{Session, SessionOptions};
 use crate::{Error, Result};
 
 /// How a generation drafts tokens (see [`GenerateParams`](crate::GenerateParams)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Draft {
     /// Plain decoding: one pass per token.
     #[default]
     None,
     /// Prompt lookup: n-gram matches in the text so far.
     Lookup(Lookup),
+    /// A draft model's greedy continuation.
+    Model(DraftModel),
+}
+
+/// A draft model and how far it drafts.
+#[derive(Clone)]
+pub struct DraftModel {
+    /// A whole model (embedding and output head) whose vocabulary is the
+    /// target's, token for token.
+    pub model: Arc<Model>,
+    /// Most tokens drafted per pass (1..=64).
+    pub max_draft: usize,
+}
+
+impl std::fmt::Debug for DraftModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.model.config();
+        write!(
+            f,
+            "DraftModel({}, {} layers, max_draft {})",
+            c.arch, c.n_layer, self.max_draft
+        )
+    }
 }
 
 impl Draft {
@@ -49,8 +80,117 @@ impl Draft {
         match self {
             Draft::None => Ok(()),
             Draft::Lookup(l) => l.validate(),
+            Draft::Model(m) => check_max_draft("draft_model.max_draft", m.max_draft),
         }
     }
+
+    /// The most tokens a pass drafts (0 without a draft).
+    pub fn max_draft(&self) -> usize {
+        match self {
+            Draft::None => 0,
+            Draft::Lookup(l) => l.max_draft,
+            Draft::Model(m) => m.max_draft,
+        }
+    }
+}
+
+fn check_max_draft(name: &'static str, n: usize) -> Result<()> {
+    if n == 0 || n > MAX_DRAFT {
+        return Err(Error::invalid(
+            name,
+            format!("{n} is not in 1..={MAX_DRAFT}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A generation's drafter: what a [`Draft`] needs while it runs.
+pub(crate) enum Drafter {
+    None,
+    Lookup(Lookup),
+    /// The draft model's session: the text so far, then its latest draft.
+    Model(Session),
+}
+
+impl Drafter {
+    /// The drafter of `draft` for generations on `target` (checked: the
+    /// settings, and a draft model's vocabulary against the target's).
+    pub(crate) fn new(draft: &Draft, target: &Session) -> Result<Drafter> {
+        draft.validate()?;
+        Ok(match draft {
+            Draft::None => Drafter::None,
+            Draft::Lookup(l) => Drafter::Lookup(*l),
+            Draft::Model(d) => {
+                check_vocab(target.model(), &d.model)?;
+                let opts = SessionOptions {
+                    n_ctx: Some(target.n_ctx()),
+                };
+                Drafter::Model(Session::new(Arc::clone(&d.model), &opts)?)
+            }
+        })
+    }
+
+    /// Up to `limit` drafted tokens to follow `text`.
+    pub(crate) fn draft(&mut self, text: &[u32], limit: usize) -> Result<Vec<u32>> {
+        match self {
+            Drafter::None => Ok(Vec::new()),
+            Drafter::Lookup(l) => Ok(l.draft(text, limit)),
+            Drafter::Model(s) => model_draft(s, text, limit),
+        }
+    }
+}
+
+/// The draft model's greedy continuation of `text`, `limit` tokens, after
+/// bringing its session in step with `text` (what it holds past their
+/// common prefix — its previous draft, mostly — is cut back first).
+fn model_draft(s: &mut Session, text: &[u32], limit: usize) -> Result<Vec<u32>> {
+    if limit == 0 || text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = s.tokens();
+    let common = held.iter().zip(text).take_while(|(a, b)| a == b).count();
+    // At least the last token is fed again, for its logits.
+    let keep = common.min(text.len() - 1);
+    s.truncate(keep);
+    let mut logits = s.feed(&text[keep..])?;
+    let mut out = Vec::with_capacity(limit);
+    for i in 0..limit {
+        let t = argmax(&logits);
+        out.push(t);
+        if i + 1 < limit {
+            logits = s.feed(&[t])?;
+        }
+    }
+    Ok(out)
+}
+
+/// A draft model must take and give the target's tokens: a whole model,
+/// the same vocabulary token for token.
+fn check_vocab(target: &Model, draft: &Model) -> Result<()> {
+    if !draft.gives_logits() || !draft.takes_tokens() {
+        return Err(Error::invalid(
+            "draft_model",
+            "is a shard; a draft model needs its embedding and output head",
+        ));
+    }
+    let (a, b) = (target.tokenizer(), draft.tokenizer());
+    if a.n_vocab() != b.n_vocab() {
+        return Err(Error::invalid(
+            "draft_model",
+            format!(
+                "has {} tokens, the model {}; a draft model needs the same vocabulary",
+                b.n_vocab(),
+                a.n_vocab()
+            ),
+        ));
+    }
+    if let Some(id) = (0..a.n_vocab() as u32).find(|&i| a.token_text(i) != b.token_text(i)) {
+        return Err(Error::invalid(
+            "draft_model",
+            format!("token {id} differs from the model's; a draft model needs the same vocabulary"),
+        ));
+    }
+    Ok(())
 }
 
 /// Prompt lookup settings.
@@ -80,12 +220,7 @@ pub const MAX_DRAFT: usize = 64;
 impl Lookup {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if self.max_draft == 0 || self.max_draft > MAX_DRAFT {
-            return Err(Error::invalid(
-                "lookup.max_draft",
-                format!("{} is not in 1..={MAX_DRAFT}", self.max_draft),
-            ));
-        }
+        check_max_draft("lookup.max_draft", self.max_draft)?;
         if self.min_ngram == 0 || self.min_ngram > self.max_ngram || self.max_ngram > 16 {
             return Err(Error::invalid(
                 "lookup.ngram",

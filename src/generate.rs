@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::draft::{Draft, DraftStats, Pacer};
+use crate::draft::{Draft, DraftStats, Drafter, Pacer};
 use crate::sampler::{Sampler, SamplerParams};
 use crate::session::Session;
 use crate::stop::StopText;
@@ -115,7 +115,7 @@ pub struct TokenStream<'s> {
     stop: StopText,
     max_tokens: usize,
     logits: Vec<f32>,
-    draft: Draft,
+    drafter: Drafter,
     pacer: Pacer,
     /// Tokens drafted in the latest pass with a draft, and how many of
     /// them have been accepted so far.
@@ -153,7 +153,7 @@ impl Session {
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        params.draft.validate()?;
+        let drafter = Drafter::new(&params.draft, self)?;
         let sampler = Sampler::new(params.sampler.clone())?;
         let t0 = Instant::now();
         let logits = self.feed(prompt)?;
@@ -165,11 +165,8 @@ impl Session {
             stop: StopText::new(&params.stop),
             max_tokens: params.max_tokens,
             logits,
-            draft: params.draft,
-            pacer: Pacer::new(match params.draft {
-                Draft::None => 0,
-                Draft::Lookup(l) => l.max_draft,
-            }),
+            drafter,
+            pacer: Pacer::new(params.draft.max_draft()),
             pass: (0, 0),
             pending: VecDeque::new(),
             pending_logits: Vec::new(),
@@ -329,22 +326,17 @@ impl TokenStream<'_> {
         self.pending_at = 0;
         let (drafted, accepted) = std::mem::take(&mut self.pass);
         self.pacer.record(drafted, accepted);
-        let draft = match self.draft {
-            Draft::None => Vec::new(),
-            Draft::Lookup(l) => {
-                // Tokens still to sample after `id`, and positions left
-                // after it: a draft longer than either is never used.
-                let to_sample = self.max_tokens - self.completion.tokens.len();
-                let room = self.session.n_ctx() - self.session.position() - 1;
-                let limit = to_sample.saturating_sub(1).min(room);
-                match self.pacer.next_limit().min(limit) {
-                    0 => Vec::new(),
-                    n => {
-                        let mut text = self.session.tokens().to_vec();
-                        text.push(id);
-                        l.draft(&text, n)
-                    }
-                }
+        // Tokens still to sample after `id`, and positions left after it:
+        // a draft longer than either is never used.
+        let to_sample = self.max_tokens - self.completion.tokens.len();
+        let room = self.session.n_ctx() - self.session.position() - 1;
+        let limit = to_sample.saturating_sub(1).min(room);
+        let draft = match self.pacer.next_limit().min(limit) {
+            0 => Vec::new(),
+            n => {
+                let mut text = self.session.tokens().to_vec();
+                text.push(id);
+                self.drafter.draft(&text, n)?
             }
         };
         if draft.is_empty() {

@@ -9,8 +9,11 @@ mod common;
 
 use std::sync::Arc;
 
+use strata::draft::DraftModel;
+use strata::gguf::GgufFile;
 use strata::quant::GgmlType;
 use strata::sampler::SamplerParams;
+use strata::synth::{synth_model, SynthSpec};
 use strata::{
     Completion, Draft, GenerateParams, LoadOptions, Lookup, Model, Numerics, Session,
     SessionOptions,
@@ -82,7 +85,7 @@ fn same_as_plain(
         model,
         prompt,
         &GenerateParams {
-            draft,
+            draft: draft.clone(),
             ..params.clone()
         },
         n_ctx,
@@ -189,6 +192,16 @@ fn every_draft_length_and_limit_on_a_synthetic_model() {
                     accepted += s.completion.timings.draft.accepted;
                     assert!(s.completion.tokens.len() <= max_tokens);
                 }
+                // A draft model of the same shape and vocabulary, other
+                // weights (seed 2): its drafts are mostly rejected.
+                for threads_draft in [1, 2] {
+                    let draft = Draft::Model(DraftModel {
+                        model: synth_tiny(2, threads_draft),
+                        max_draft,
+                    });
+                    let s = same_as_plain(&model, &prompt, &params, draft, n_ctx);
+                    assert!(s.completion.tokens.len() <= max_tokens);
+                }
             }
         }
         assert!(accepted > 0, "no draft was ever accepted");
@@ -243,6 +256,113 @@ fn a_next_turn_after_a_speculative_one_sees_plain_state() {
     assert_eq!(turn(Draft::None), turn(Draft::lookup(4)));
 }
 
+/// The tiny synthetic Llama model of `common::tiny_model` (Q4_0), with
+/// seed `seed`.
+fn synth_tiny(seed: u64, threads: usize) -> Arc<Model> {
+    let spec = SynthSpec {
+        seed,
+        ..SynthSpec::tiny(GgmlType::Q4_0)
+    };
+    from_bytes(synth_model(&spec, None).unwrap().to_bytes(), threads)
+}
+
+fn from_bytes(bytes: Vec<u8>, threads: usize) -> Arc<Model> {
+    let file = Arc::new(GgufFile::from_bytes(bytes).unwrap());
+    let opts = LoadOptions {
+        n_threads: Some(threads),
+        layers: None,
+        numerics: Numerics::BatchInvariant,
+    };
+    Arc::new(Model::from_file(file, &opts).unwrap())
+}
+
+#[test]
+fn draft_model_decoding_is_plain_decoding_on_smollm2() {
+    let target = real(common::smollm2());
+    // The same weights in llama.cpp's numerics, on one thread: a draft that
+    // mostly agrees but is not the target's arithmetic.
+    let draft_model = Arc::new(
+        Model::load(
+            common::smollm2(),
+            &LoadOptions {
+                n_threads: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let prompt = target
+        .tokenizer()
+        .encode(common::PROMPTS[1], true, true)
+        .unwrap();
+    for (sampler, max_draft) in [(SamplerParams::greedy(), 6), (hot(3), 4)] {
+        let params = GenerateParams {
+            max_tokens: 32,
+            sampler,
+            ..Default::default()
+        };
+        let draft = Draft::Model(DraftModel {
+            model: Arc::clone(&draft_model),
+            max_draft,
+        });
+        let s = same_as_plain(&target, &prompt, &params, draft, 512);
+        let d = s.completion.timings.draft;
+        eprintln!("draft model, max {max_draft}: {d:?}");
+        assert!(d.accepted >= 8, "{d:?}");
+    }
+    // A random-weight model with SmolLM2's vocabulary: drafts are rejected,
+    // the output is still plain decoding's.
+    let file = GgufFile::open(common::smollm2()).unwrap();
+    let spec = SynthSpec {
+        n_layer: 1,
+        ..SynthSpec::tiny(GgmlType::Q8_0)
+    };
+    let random = from_bytes(synth_model(&spec, Some(&file)).unwrap().to_bytes(), 1);
+    let params = GenerateParams {
+        max_tokens: 16,
+        sampler: SamplerParams::greedy(),
+        ..Default::default()
+    };
+    let draft = Draft::Model(DraftModel {
+        model: random,
+        max_draft: 4,
+    });
+    same_as_plain(&target, &prompt, &params, draft, 512);
+}
+
+#[test]
+fn a_draft_model_with_another_vocabulary_or_without_a_head_is_refused() {
+    let target = real(common::smollm2());
+    let mut session =
+        Session::new(Arc::clone(&target), &SessionOptions { n_ctx: Some(64) }).unwrap();
+    let tiny = synth_tiny(1, 1);
+    let bytes = synth_model(&SynthSpec::tiny(GgmlType::Q4_0), None)
+        .unwrap()
+        .to_bytes();
+    let shard = Arc::new(
+        Model::from_file(
+            Arc::new(GgufFile::from_bytes(bytes).unwrap()),
+            &LoadOptions {
+                layers: Some(0..1),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    for (model, max_draft) in [(tiny, 4), (Arc::clone(&shard), 4), (synth_tiny(1, 1), 0)] {
+        let params = GenerateParams {
+            draft: Draft::Model(DraftModel { model, max_draft }),
+            ..Default::default()
+        };
+        let e = session.generate_from_tokens(&[1, 2, 3], &params).err();
+        assert!(
+            matches!(e, Some(strata::Error::InvalidParameter { .. })),
+            "{e:?}"
+        );
+        assert_eq!(session.position(), 0);
+    }
+}
+
 #[test]
 fn impossible_draft_settings_are_refused() {
     let model = common::tiny_model(GgmlType::Q4_0, 1, Numerics::BatchInvariant);
@@ -257,7 +377,7 @@ fn impossible_draft_settings_are_refused() {
         }),
     ] {
         let params = GenerateParams {
-            draft,
+            draft: draft.clone(),
             ..Default::default()
         };
         let e = session.generate_from_tokens(&[1, 2, 3], &params).err();

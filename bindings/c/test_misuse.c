@@ -511,7 +511,19 @@ static void generating(strata_model *m) {
     g.lookup_max_draft = 4;
     CASE(strata_generate(s, "hi hi hi hi hi hi", 17, &g, &c), STRATA_OK);
     EXPECT(c.n_tokens >= 1 && c.n_tokens <= 10 && c.n_accepted <= c.n_drafted);
+    /* A draft model as well as lookup: refused; the model as its own draft:
+     * its drafts are accepted. */
+    MUST(strata_session_reset(s));
+    g.draft_model = m;
+    CASE(strata_generate(s, "hi", 2, &g, &c), STRATA_INVALID_ARGUMENT);
     g.lookup_max_draft = 0;
+    g.draft_model_max = 65;
+    CASE(strata_generate(s, "hi", 2, &g, &c), STRATA_INVALID_ARGUMENT);
+    g.draft_model_max = 3;
+    CASE(strata_generate(s, "hi", 2, &g, &c), STRATA_OK);
+    EXPECT(c.n_accepted > 0 && c.n_accepted <= c.n_drafted);
+    g.draft_model = NULL;
+    g.draft_model_max = 0;
     MUST(strata_session_reset(s));
 
     /* The callback stops after 3 tokens, and re-entering the session from it

@@ -23,6 +23,8 @@ const KNOWN: &[&str] = &[
     "json",
     "receipt",
     "lookup",
+    "draft",
+    "draft-max",
     "file",
 ];
 
@@ -42,8 +44,8 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         if receipt.is_some() {
             return Err("--receipt needs a local model (not --route)".into());
         }
-        if lookup.is_some() {
-            return Err("--lookup needs a local model (not --route)".into());
+        if lookup.is_some() || a.str("draft").is_some() {
+            return Err("--lookup and --draft need a local model (not --route)".into());
         }
         return crate::shard::generate_routed(&a, route, &prompt, json);
     }
@@ -53,15 +55,26 @@ pub fn run(raw: &[String]) -> Result<(), String> {
             .unwrap_or(crate::usage::GENERATE_N_PREDICT),
         sampler: crate::sampler_params(&a)?,
         stop: a.all("stop"),
-        draft: match lookup {
-            None => strata::Draft::None,
-            Some(n) => strata::Draft::lookup(n),
-        },
         ..Default::default()
     };
     let path = crate::model_path(&a)?;
     let mut load = crate::load_options(&a)?;
-    if receipt.is_some() || lookup.is_some() {
+    let draft_max: Option<usize> = a.get("draft-max")?;
+    let mut params = params;
+    params.draft = match (lookup, a.str("draft")) {
+        (None, None) if draft_max.is_some() => return Err("--draft-max needs --draft MODEL".into()),
+        (None, None) => strata::Draft::None,
+        (Some(n), None) => strata::Draft::lookup(n),
+        (None, Some(file)) => {
+            let draft = Model::load(file, &load).map_err(|e| format!("--draft {file}: {e}"))?;
+            strata::Draft::Model(strata::draft::DraftModel {
+                model: Arc::new(draft),
+                max_draft: draft_max.unwrap_or(8),
+            })
+        }
+        (Some(_), Some(_)) => return Err("give --lookup or --draft, not both".into()),
+    };
+    if receipt.is_some() || !matches!(params.draft, strata::Draft::None) {
         // Only this mode lets one batched pass reproduce the decode's bits.
         load.numerics = Numerics::BatchInvariant;
     }

@@ -129,6 +129,11 @@ options:
                            and check them in one pass; the model then runs in
                            the batch-invariant mode, where the output is
                            bit-identical to plain decoding (default: off)
+      --draft FILE         speculative decoding with a draft model: a smaller
+                           model with the same vocabulary drafts greedily, the
+                           model checks; the output is as with --lookup
+      --draft-max N        most tokens the draft model drafts per pass (1-64,
+                           default: 8)
       --route LIST         run the model on shard nodes (`strata shard serve`),
                            in pipeline order; see below
   -h, --help               print this help

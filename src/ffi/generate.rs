@@ -2,14 +2,16 @@
 
 use std::ffi::{c_char, c_void};
 use std::mem::size_of;
+use std::sync::Arc;
 
 use super::args::{self, OutStruct, SizedStruct};
 use super::boundary::{fail, FfiResult};
+use super::model::strata_model;
 use super::sampler::strata_sampler_params;
 use super::session::strata_session;
 use super::status::strata_status::{self, *};
 use super::tokenize::{check_tokens, STRATA_TOKENIZE_ADD_SPECIAL, STRATA_TOKENIZE_PARSE_SPECIAL};
-use crate::draft::Draft;
+use crate::draft::{Draft, DraftModel};
 use crate::generate::{GenerateParams, StopReason, TokenStream};
 use crate::receipt::ReceiptBuilder;
 use crate::sampler::SamplerParams;
@@ -82,8 +84,17 @@ pub struct strata_generate_options {
     /// drafted from n-gram matches in the text so far and checked in one
     /// pass. 0 (the default): plain decoding. The output is bit-identical
     /// to plain decoding on a model loaded with STRATA_NUMERICS_BATCH_INVARIANT.
-    /// (Appended in 0.1: callers built without it are accepted.)
+    /// (Appended in 0.1: callers built without it and the two fields after
+    /// it are accepted.)
     pub lookup_max_draft: u32,
+    /// Speculative decoding with a draft model: a whole model (not a shard)
+    /// with the same vocabulary, token for token, that drafts greedily in a
+    /// session of its own; NULL (the default): none. Not with
+    /// lookup_max_draft. Used during the call only (the handle must stay
+    /// valid until it returns).
+    pub draft_model: *const strata_model,
+    /// Most tokens draft_model drafts per pass (1..=64); 0 (the default): 8.
+    pub draft_model_max: u32,
 }
 
 impl Default for strata_generate_options {
@@ -98,6 +109,8 @@ impl Default for strata_generate_options {
             on_token: None,
             user_data: std::ptr::null_mut(),
             lookup_max_draft: 0,
+            draft_model: std::ptr::null(),
+            draft_model_max: 0,
         }
     }
 }
@@ -170,6 +183,23 @@ pub(super) unsafe fn request(options: *const strata_generate_options) -> FfiResu
     {
         stop.push(args::text(s.data, s.len, &format!("options->stop[{i}]"))?.to_string());
     }
+    let draft = match (o.lookup_max_draft, o.draft_model.is_null()) {
+        (0, true) => Draft::None,
+        (n, true) => Draft::lookup(n as usize),
+        (0, false) => Draft::Model(DraftModel {
+            model: Arc::clone(&strata_model::get(o.draft_model)?.model),
+            max_draft: match o.draft_model_max {
+                0 => 8,
+                n => n as usize,
+            },
+        }),
+        (_, false) => {
+            return Err(fail(
+                STRATA_INVALID_ARGUMENT,
+                "options: set lookup_max_draft or draft_model, not both",
+            ))
+        }
+    };
     Ok(Request {
         params: GenerateParams {
             max_tokens: o.max_tokens as usize,
@@ -177,10 +207,7 @@ pub(super) unsafe fn request(options: *const strata_generate_options) -> FfiResu
             stop,
             add_special: flags & STRATA_TOKENIZE_ADD_SPECIAL != 0,
             parse_special: flags & STRATA_TOKENIZE_PARSE_SPECIAL != 0,
-            draft: match o.lookup_max_draft {
-                0 => Draft::None,
-                n => Draft::lookup(n as usize),
-            },
+            draft,
         },
         on_token: o.on_token,
         user_data: o.user_data,

@@ -438,11 +438,15 @@ class Session(_Owned):
         _check(lib.strata_session_logits(self.handle, buf, self._n_vocab, byref(n)))
         return list(buf[: n.value])
 
-    def _options(self, max_tokens, sampler, stop, add_special, parse_special, callback, lookup=0):
+    def _options(self, max_tokens, sampler, stop, add_special, parse_special, callback, lookup=0,
+                 draft=None, draft_max=0):  # fmt: skip
         o = _lib.new(_lib.GenerateOptions)
         _check(lib.strata_generate_options_default(byref(o)))
         o.max_tokens = max_tokens
         o.lookup_max_draft = lookup
+        if draft is not None:
+            o.draft_model = draft.handle
+            o.draft_model_max = draft_max
         keep = []
         if sampler is not None:
             p = sampler._to_c()
@@ -472,13 +476,18 @@ class Session(_Owned):
         add_special: bool = True,
         parse_special: bool = True,
         lookup: int = 0,
+        draft: Optional["Model"] = None,
+        draft_max: int = 0,
     ) -> Completion:
         """Generate, calling on_token(id, text) for each token (return False
-        to stop); returns the summary. lookup=N drafts up to N tokens per
-        pass by prompt lookup (speculative decoding; bit-identical to plain
-        decoding on a model loaded with batch_invariant=True)."""
+        to stop); returns the summary. Speculative decoding (bit-identical
+        to plain decoding on a model loaded with batch_invariant=True):
+        lookup=N drafts up to N tokens per pass by prompt lookup; draft=MODEL
+        (same vocabulary) drafts up to draft_max (default 8) greedily."""
         cb = _TokenCallback(on_token)
-        o, keep = self._options(max_tokens, sampler, stop, add_special, parse_special, cb, lookup)
+        o, keep = self._options(max_tokens, sampler, stop, add_special, parse_special, cb, lookup,
+                                draft, draft_max)  # fmt: skip
+        keep.append(draft)
         c = _lib.new(_lib.Completion)
         p = prompt.encode()
         st = lib.strata_generate(self.handle, p, len(p), byref(o), byref(c))

@@ -147,6 +147,8 @@ class GenerateOptions(Structure):
         ("on_token", token_fn),
         ("user_data", c_void_p),
         ("lookup_max_draft", c_uint32),
+        ("draft_model", c_void_p),
+        ("draft_model_max", c_uint32),
     ]
 
 

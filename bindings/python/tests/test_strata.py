@@ -126,16 +126,17 @@ def test_lookup_decoding_gives_plain_decodings_tokens(real_model):
         " lake where the children swim in summer.\n\nRepeat the text above exactly.<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    with strata.Model(real_model, batch_invariant=True, n_threads=2) as m:
+    with strata.Model(real_model, batch_invariant=True, n_threads=2) as m, strata.Model(real_model) as d:
         runs = []
-        for lookup in (0, 8):
+        for kw in ({}, {"lookup": 8}, {"draft": d, "draft_max": 4}):
             toks = []
             c = m.session().generate_with(prompt, lambda t, x: toks.append(t) is None, max_tokens=24,
-                                          sampler=strata.SamplerParams.greedy(), lookup=lookup)  # fmt: skip
+                                          sampler=strata.SamplerParams.greedy(), **kw)  # fmt: skip
             runs.append((toks, c))
-    (plain, pc), (spec, sc) = runs
-    assert plain == spec and pc.n_drafted == 0
+    (plain, pc), (spec, sc), (dm, dc) = runs
+    assert plain == spec == dm and pc.n_drafted == 0
     assert 0 < sc.n_accepted <= sc.n_drafted
+    assert 0 < dc.n_accepted <= dc.n_drafted
     with pytest.raises(strata.Error) as e:
         strata.Model(real_model).session().generate_with("hi", lambda t, x: True, lookup=65)
     assert e.value.name == "STRATA_INVALID_ARGUMENT"
