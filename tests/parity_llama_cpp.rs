@@ -24,7 +24,7 @@ mod common;
 
 use std::sync::Arc;
 
-use strata::gguf::GgufFile;
+use strata::gguf::{GgufFile, Value};
 use strata::quant::GgmlType;
 use strata::reference::{RefOptions, Reference};
 use strata::synth::{synth_model, SynthSpec};
@@ -200,14 +200,19 @@ fn synthetic_models_match_llama_cpp() {
 /// (Q/K/V biases, NeoX RoPE), `qwen3` (per-head Q/K norms, NeoX RoPE) and
 /// `gemma3` (head length 128 ≠ width / heads, Q/K norms, post-norms, GeGLU,
 /// embedding and query scaling, an 8-position sliding window shorter than
-/// the sequence on five of every six layers), each over every weight type.
+/// the sequence on five of every six layers), `gemma2` (no Q/K norms,
+/// attention-score and final-logit soft-capping at low caps, the window on
+/// every other layer) and `phi3` (fused `attn_qkv` and gate/up `ffn_up`,
+/// queries scaled after RoPE), each over several weight types.
 ///
 /// llama.cpp runs without weight repacking, so every type takes its
 /// reference dot product; K-quant prompts stay under 8 tokens, below
 /// llama.cpp's tiled K-quant GEMM (which sums in another order), and the
 /// decode steps run past the window. The quantized types and BF16 agree bit
 /// for bit; F16 within 1e-2 of the largest logit (ggml sums F16 rows in
-/// another order than Strata's kernel; observed up to about 5e-3 of 3).
+/// another order than Strata's kernel; observed up to about 5e-3 of 3, and
+/// 6.6e-2 of 20 for gemma2, whose tied head of amplitude 1 gives logits
+/// that saturate at its final cap of 20).
 #[test]
 fn synthetic_architectures_match_llama_cpp() {
     use GgmlType::*;
@@ -221,6 +226,8 @@ fn synthetic_architectures_match_llama_cpp() {
         ("qwen2", &[Q8_0, Q4_1, Q4_K, F16][..]),
         ("qwen3", &all[..]),
         ("gemma3", &[Q8_0, Q5_0, Q4_K, Q6_K, F16][..]),
+        ("gemma2", &[Q8_0, Q5_0, Q4_K, Q6_K, F16][..]),
+        ("phi3", &[Q8_0, Q4_1, Q4_K, Q6_K, F16][..]),
     ];
     let mut report = Vec::new();
     let mut failures = Vec::new();
@@ -231,17 +238,28 @@ fn synthetic_architectures_match_llama_cpp() {
             spec.n_ff = 512;
             spec.n_head = 4;
             spec.n_head_kv = 2;
-            spec.n_layer = if arch == "gemma3" { 6 } else { 3 };
-            if arch == "gemma3" {
+            spec.n_layer = match arch {
+                "gemma3" => 6,
+                "gemma2" => 4,
+                _ => 3,
+            };
+            if arch.starts_with("gemma") {
                 spec.head_dim = Some(128);
                 spec.n_head_kv = 1;
             }
-            spec.separate_output = true;
+            // llama.cpp's gemma2 ties the output head to the embedding (a
+            // separate `output.weight` would be a tensor it does not use).
+            spec.separate_output = arch != "gemma2";
             let path = dir.join(format!("synth-{arch}-{ty}.gguf"));
-            synth_model(&spec, Some(&src))
-                .unwrap()
-                .write_file(&path)
-                .unwrap();
+            let mut w = synth_model(&spec, Some(&src)).unwrap();
+            if arch == "gemma2" {
+                // Caps low enough that tanh bends the random model's
+                // scores and logits (the default attention cap, 50, barely
+                // would).
+                w.set("gemma2.attn_logit_softcapping", Value::F32(2.0));
+                w.set("gemma2.final_logit_softcapping", Value::F32(20.0));
+            }
+            w.write_file(&path).unwrap();
             let model = load(&path);
             assert_eq!(model.config().arch, arch);
             let reference = reference(&path);

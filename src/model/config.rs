@@ -64,6 +64,9 @@ pub struct Config {
     /// `{arch}.final_logit_softcapping`: logits become
     /// `cap * tanh(logit / cap)`; default none.
     pub final_logit_softcap: Option<f32>,
+    /// Attention scores become `cap * tanh(score / cap)` before the softmax
+    /// (Gemma 2's `attn_logit_softcapping`); default none.
+    pub attn_softcap: Option<f32>,
     /// Sliding-window attention (`{arch}.attention.sliding_window`, for the
     /// families that use it); default none.
     pub swa: Option<SlidingWindow>,
@@ -207,6 +210,7 @@ impl Config {
             attn_scale: AttnScale::Scores(1.0 / (head_dim_k as f32).sqrt()),
             embd_scale: None,
             final_logit_softcap: None,
+            attn_softcap: None,
             swa: None,
         };
         (spec.hparams)(&h, &mut cfg)?;
