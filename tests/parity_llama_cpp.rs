@@ -308,3 +308,76 @@ fn synthetic_architectures_match_llama_cpp() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// YaRN RoPE on synthetic files of the families that read it from their
+/// metadata (`qwen2`, as long-context Qwen 2.5 files carry it, with NeoX
+/// RoPE; `llama`, adjacent pairs): `rope.scaling.type = yarn`, factor 4,
+/// an original context of 64 and, for some, an extra attention factor;
+/// a prompt and decode steps past the original context's ramp. Quantized
+/// weights only, so that any difference is RoPE's: bit-identical.
+#[test]
+fn yarn_rope_matches_llama_cpp() {
+    let src = GgufFile::open(common::smollm2()).unwrap();
+    let dir = std::env::temp_dir().join(format!("strata-yarn-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    for (arch, ty, attn_factor) in [
+        ("qwen2", GgmlType::Q8_0, None),
+        ("qwen2", GgmlType::Q4_K, Some(0.85f32)),
+        ("llama", GgmlType::Q4_1, Some(1.2)),
+    ] {
+        let mut spec = SynthSpec::tiny_arch(arch, ty);
+        spec.n_embd = 256;
+        spec.n_ff = 512;
+        spec.n_layer = 2;
+        spec.separate_output = true;
+        spec.rope_base = 1_000_000.0;
+        let mut w = synth_model(&spec, Some(&src)).unwrap();
+        w.set(
+            format!("{arch}.rope.scaling.type"),
+            Value::String("yarn".into()),
+        );
+        w.set(format!("{arch}.rope.scaling.factor"), Value::F32(4.0));
+        w.set(
+            format!("{arch}.rope.scaling.original_context_length"),
+            Value::U32(64),
+        );
+        if let Some(f) = attn_factor {
+            w.set(format!("{arch}.rope.scaling.attn_factor"), Value::F32(f));
+        }
+        let path = dir.join(format!("yarn-{arch}-{ty}.gguf"));
+        w.write_file(&path).unwrap();
+        let model = load(&path);
+        let yarn = model.config().rope.yarn.expect("the file's YaRN settings");
+        assert_eq!((yarn.ext_factor, yarn.n_ctx_orig), (1.0, 64));
+        assert_eq!(model.config().rope.freq_scale, 0.25);
+        let reference = reference(&path);
+        let ids = model
+            .tokenizer()
+            .encode("YaRN: one two.", true, true)
+            .unwrap();
+        let mut s = Session::new(Arc::clone(&model), &SessionOptions { n_ctx: Some(128) }).unwrap();
+        let ours = s.feed_all(&ids).unwrap();
+        let theirs: Vec<f32> = reference.logits_all(&ids).unwrap().concat();
+        let mut differing = common::bit_differences(&ours, &theirs);
+        let mut worst = common::max_abs_diff(&ours, &theirs);
+        let (tokens, step_logits, _) = reference.greedy(&ids, 12).unwrap();
+        let nv = model.config().n_vocab;
+        let mut logits = ours[(ids.len() - 1) * nv..].to_vec();
+        for (&t, l) in tokens.iter().zip(&step_logits) {
+            worst = worst.max(common::max_abs_diff(&logits, l));
+            differing += common::bit_differences(&logits, l);
+            logits = s.feed(&[t]).unwrap();
+        }
+        eprintln!(
+            "yarn {arch} {ty} attn_factor {attn_factor:?}: {} prompt tokens + {} steps, max |diff| {worst:e}, {differing} logits differ in their bits",
+            ids.len(),
+            tokens.len()
+        );
+        if differing != 0 {
+            failures.push(format!("{arch} {ty}: {differing} logits differ ({worst})"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
