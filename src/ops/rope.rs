@@ -67,7 +67,7 @@ impl Yarn {
         let mut mscale = self.attn_factor;
         if self.ext_factor != 0.0 {
             let y = (i as f32 - corr[0]) / (corr[1] - corr[0]).max(0.001);
-            let ramp = 1.0 - y.max(0.0).min(1.0);
+            let ramp = 1.0 - y.clamp(0.0, 1.0);
             let mix = ramp * self.ext_factor;
             theta = interp.mul_add(1.0 - mix, extrap * mix);
             mscale *= 0.1f32.mul_add((1.0 / freq_scale).ln(), 1.0);
