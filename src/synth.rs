@@ -1,5 +1,6 @@
 //! Synthetic models: GGUF files of any shape and weight type of the
-//! supported architectures (`llama`, `qwen2`, `qwen3`, `gemma3`), filled
+//! supported architectures (`llama`, `qwen2`, `qwen3`, `gemma3`, `gemma2`,
+//! `phi3`, with fused Q/K/V and gate/up tensors for `phi3`), filled
 //! with seeded random weights. Unit tests use them (no download needed),
 //! parity tests run them through llama.cpp for the families no real model
 //! here has, and speed work uses them for shapes no real model here has.
@@ -69,12 +70,12 @@ impl SynthSpec {
 
     /// [`tiny`](Self::tiny) for architecture `arch`, with what the family
     /// has beyond the Llama block: Q/K/V biases for `qwen2`; a sliding
-    /// window of 8 positions for `gemma3`.
+    /// window of 8 positions for `gemma3` and `gemma2`.
     pub fn tiny_arch(arch: &str, weight_type: GgmlType) -> SynthSpec {
         SynthSpec {
             arch: arch.to_string(),
             qkv_bias: arch == "qwen2",
-            sliding_window: (arch == "gemma3").then_some(8),
+            sliding_window: matches!(arch, "gemma3" | "gemma2").then_some(8),
             ..SynthSpec::tiny(weight_type)
         }
     }
@@ -281,6 +282,8 @@ pub fn synth_model(
     let hd = spec.head_dim();
     let (q, kv) = (spec.n_head * hd, spec.n_head_kv * hd);
     let amp = 1.0 / (e as f32).sqrt();
+    // Phi-3 stores Q/K/V as one `attn_qkv` and gate/up as one `ffn_up`.
+    let fused = spec.arch == "phi3";
     let mut add = |w: &mut GgufWriter,
                    name: String,
                    ty: GgmlType,
@@ -308,13 +311,21 @@ pub fn synth_model(
         let p = |s: &str| format!("blk.{i}.{s}.weight");
         let wt = spec.weight_type;
         add(&mut w, p("attn_norm"), GgmlType::F32, e, 1, 0.0)?;
-        add(&mut w, p("attn_q"), wt, e, q, amp)?;
-        add(&mut w, p("attn_k"), wt, e, kv, amp)?;
-        add(&mut w, p("attn_v"), wt, e, kv, amp)?;
+        if fused {
+            add(&mut w, p("attn_qkv"), wt, e, q + 2 * kv, amp)?;
+        } else {
+            add(&mut w, p("attn_q"), wt, e, q, amp)?;
+            add(&mut w, p("attn_k"), wt, e, kv, amp)?;
+            add(&mut w, p("attn_v"), wt, e, kv, amp)?;
+        }
         add(&mut w, p("attn_output"), wt, q, e, 1.0 / (q as f32).sqrt())?;
         add(&mut w, p("ffn_norm"), GgmlType::F32, e, 1, 0.0)?;
-        add(&mut w, p("ffn_gate"), wt, e, f, amp)?;
-        add(&mut w, p("ffn_up"), wt, e, f, amp)?;
+        if fused {
+            add(&mut w, p("ffn_up"), wt, e, 2 * f, amp)?;
+        } else {
+            add(&mut w, p("ffn_gate"), wt, e, f, amp)?;
+            add(&mut w, p("ffn_up"), wt, e, f, amp)?;
+        }
         add(&mut w, p("ffn_down"), wt, f, e, 1.0 / (f as f32).sqrt())?;
     }
     add(

@@ -13,7 +13,7 @@ use std::sync::Once;
 
 use half::f16;
 use llama_cpp_sys_2 as sys;
-use strata::ops::rope::{Rope, RopeLayout};
+use strata::ops::rope::{Rope, RopeLayout, Yarn};
 use strata::ops::{act, norm};
 
 /// SplitMix64 test-data generator.
@@ -214,6 +214,7 @@ fn rope_matches_ggml_in_both_layouts() {
             freq_base: base,
             freq_scale: scale,
             freq_factors: None,
+            yarn: None,
         };
         let mut ours = x.clone();
         rope.apply(&mut ours, n_heads, head_dim, &positions);
@@ -251,6 +252,150 @@ fn rope_matches_ggml_in_both_layouts() {
             &ours,
             &theirs,
             &format!("rope {layout:?} {head_dim}/{n_rot}"),
+        );
+    }
+}
+
+/// YaRN RoPE (`ggml_rope_ext` with `ext_factor`, `attn_factor`, betas and
+/// the original context): the ramp between interpolated and extrapolated
+/// angles, the magnitude scaling, and an attention factor alone
+/// (`ext_factor = 0`), in both layouts and with frequency factors.
+#[test]
+fn rope_yarn_matches_ggml() {
+    let mut rng = Rng(5);
+    // layout, head_dim, n_rot, heads, base, freq_scale, ext, attn, betas,
+    // n_ctx_orig, frequency factors.
+    let cases = [
+        (
+            RopeLayout::Neox,
+            128,
+            128,
+            2,
+            1_000_000.0,
+            0.25,
+            1.0,
+            0.9,
+            (32.0, 1.0),
+            32768,
+            false,
+        ),
+        (
+            RopeLayout::Neox,
+            64,
+            64,
+            3,
+            10_000.0,
+            0.5,
+            1.0,
+            1.0,
+            (32.0, 1.0),
+            4096,
+            false,
+        ),
+        (
+            RopeLayout::Normal,
+            128,
+            96,
+            2,
+            500_000.0,
+            0.125,
+            1.0,
+            0.7,
+            (16.0, 2.0),
+            8192,
+            true,
+        ),
+        (
+            RopeLayout::Neox,
+            64,
+            64,
+            2,
+            150_000.0,
+            1.0 / 32.0,
+            1.0,
+            0.8,
+            (32.0, 1.0),
+            4096,
+            false,
+        ),
+        (
+            RopeLayout::Neox,
+            64,
+            64,
+            2,
+            10_000.0,
+            1.0,
+            0.0,
+            1.25,
+            (32.0, 1.0),
+            4096,
+            false,
+        ),
+    ];
+    for (layout, head_dim, n_rot, n_heads, base, scale, ext, attn, (bf, bs), n_orig, ff) in cases {
+        let positions: Vec<usize> = vec![0, 1, 3, 64, 511, 4095, 4096, 20000, 131071];
+        let n = positions.len();
+        let x: Vec<f32> = (0..n * n_heads * head_dim)
+            .map(|_| rng.uniform() * 4.0)
+            .collect();
+        let factors: Option<Vec<f32>> = ff.then(|| {
+            (0..n_rot / 2)
+                .map(|_| 1.0 + 8.0 * (rng.uniform() + 1.0))
+                .collect()
+        });
+        let rope = Rope {
+            layout,
+            n_rot,
+            freq_base: base,
+            freq_scale: scale,
+            freq_factors: factors.clone(),
+            yarn: Some(Yarn {
+                ext_factor: ext,
+                attn_factor: attn,
+                beta_fast: bf,
+                beta_slow: bs,
+                n_ctx_orig: n_orig,
+            }),
+        };
+        let mut ours = x.clone();
+        rope.apply(&mut ours, n_heads, head_dim, &positions);
+        let ctx = Ctx::new();
+        let xt = ctx.tensor(&[head_dim, n_heads, n], &x);
+        let ft = factors
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |f| ctx.tensor(&[f.len()], f));
+        // SAFETY: a 1-D i32 tensor of `n` positions in `ctx`.
+        let theirs = unsafe {
+            let pos = sys::ggml_new_tensor_1d(ctx.0, sys::GGML_TYPE_I32, n as i64);
+            let pd = std::slice::from_raw_parts_mut((*pos).data as *mut i32, n);
+            for (d, &p) in pd.iter_mut().zip(&positions) {
+                *d = p as i32;
+            }
+            let mode = match layout {
+                RopeLayout::Normal => 0,
+                RopeLayout::Neox => 2,
+            };
+            let out = sys::ggml_rope_ext(
+                ctx.0,
+                xt,
+                pos,
+                ft,
+                n_rot as i32,
+                mode,
+                n_orig as i32,
+                base,
+                scale,
+                ext,
+                attn,
+                bf,
+                bs,
+            );
+            ctx.compute(out, x.len(), 2)
+        };
+        assert_bits(
+            &ours,
+            &theirs,
+            &format!("yarn {layout:?} {head_dim}/{n_rot} scale {scale} ext {ext}"),
         );
     }
 }

@@ -1,7 +1,8 @@
-//! `strata synth`: write a random-weight llama model of any shape and type.
+//! `strata synth`: write a random-weight model of any supported family,
+//! shape and type.
 
 use crate::args::Args;
-use strata::gguf::GgufFile;
+use strata::gguf::{GgufFile, Value};
 use strata::quant::GgmlType;
 use strata::synth::{synth_model, SynthSpec};
 
@@ -27,9 +28,13 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         "tokenizer-from",
         "seed",
         "separate-output",
+        "arch",
+        "yarn",
+        "yarn-orig-ctx",
     ])?;
     let out = a.str("output").ok_or("synth needs -o OUT.gguf")?;
-    let mut s = SynthSpec::tiny(GgmlType::Q4_0);
+    let arch = a.str("arch").unwrap_or("llama");
+    let mut s = SynthSpec::tiny_arch(arch, GgmlType::Q4_0);
     s.n_layer = a.get("layers")?.unwrap_or(s.n_layer);
     s.n_embd = a.get("embd")?.unwrap_or(s.n_embd);
     s.n_ff = a.get("ff")?.unwrap_or(s.n_embd * 4);
@@ -49,7 +54,25 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         Some(p) => Some(GgufFile::open(p).map_err(|e| e.to_string())?),
         None => None,
     };
-    let w = synth_model(&s, src.as_ref()).map_err(|e| e.to_string())?;
+    let mut w = synth_model(&s, src.as_ref()).map_err(|e| e.to_string())?;
+    // YaRN RoPE scaling, as long-context files record it.
+    if let Some(factor) = a.get::<f32>("yarn")? {
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(format!("--yarn {factor}: the factor must be at least 1"));
+        }
+        let orig: usize = a.get("yarn-orig-ctx")?.unwrap_or(s.n_ctx);
+        w.set(
+            format!("{arch}.rope.scaling.type"),
+            Value::String("yarn".into()),
+        );
+        w.set(format!("{arch}.rope.scaling.factor"), Value::F32(factor));
+        w.set(
+            format!("{arch}.rope.scaling.original_context_length"),
+            Value::U32(orig as u32),
+        );
+    } else if a.str("yarn-orig-ctx").is_some() {
+        return Err("--yarn-orig-ctx needs --yarn FACTOR".into());
+    }
     w.write_file(out).map_err(|e| e.to_string())?;
     eprintln!("wrote {out}: {s:?}");
     Ok(())

@@ -412,11 +412,17 @@ pub fn synth() -> String {
         "\
 usage: strata synth -o OUT.gguf [options]
 
-Write a llama-architecture model with random weights, of any shape and tensor
+Write a model with random weights, of any supported family, shape and tensor
 type (for tests and benchmarks).
 
 options:
   -o, --output FILE        the file to write (required)
+      --arch NAME          family: llama, qwen2, qwen3, gemma3, gemma2, phi3
+                           (default: llama; qwen2 gets Q/K/V biases, gemma2
+                           and gemma3 an 8-position sliding window, phi3
+                           fused Q/K/V and gate/up tensors)
+      --yarn FACTOR        record YaRN RoPE scaling by FACTOR
+      --yarn-orig-ctx N    YaRN's original context (default: --ctx-size)
       --layers N           blocks (default: {})
       --embd N             embedding length (default: {})
       --ff N               feed-forward length (default: 4 × --embd)

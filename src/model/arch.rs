@@ -18,22 +18,27 @@
 //! };
 //! ```
 
+mod gemma2;
 mod gemma3;
 mod llama;
+mod phi3;
 mod qwen2;
 mod qwen3;
+mod swa;
 
 use super::config::{Config, Hparams};
 use crate::ops::rope::RopeLayout;
 use crate::{Error, Result};
 
+pub use gemma2::GEMMA2;
 pub use gemma3::GEMMA3;
 pub use llama::LLAMA;
+pub use phi3::PHI3;
 pub use qwen2::QWEN2;
 pub use qwen3::QWEN3;
 
 /// Every supported architecture.
-pub const REGISTRY: &[&ArchSpec] = &[&LLAMA, &QWEN2, &QWEN3, &GEMMA3];
+pub const REGISTRY: &[&ArchSpec] = &[&LLAMA, &QWEN2, &QWEN3, &GEMMA3, &GEMMA2, &PHI3];
 
 /// What a model family changes in the shared transformer block.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +127,7 @@ mod tests {
         match lookup("mamba9") {
             Err(Error::UnknownArchitecture { name, supported }) => {
                 assert_eq!(name, "mamba9");
-                assert_eq!(supported, "llama, qwen2, qwen3, gemma3");
+                assert_eq!(supported, "llama, qwen2, qwen3, gemma3, gemma2, phi3");
             }
             other => panic!("{other:?}"),
         }

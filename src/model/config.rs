@@ -5,7 +5,7 @@
 
 use super::arch::{ArchSpec, BlockSpec};
 use crate::gguf::GgufFile;
-use crate::ops::rope::Rope;
+use crate::ops::rope::{Rope, Yarn};
 use crate::{Error, Result};
 
 /// Largest width, head count or layer count accepted from a file.
@@ -54,7 +54,8 @@ pub struct Config {
     /// `{arch}.rope.dimension_count` (default `head_dim_k`),
     /// `{arch}.rope.freq_base` (default from the architecture),
     /// `{arch}.rope.scaling.factor` unless `{arch}.rope.scaling.type` is
-    /// other than `linear` (default none).
+    /// `none` (default none), YaRN and the attention factor as
+    /// [`rope_scaling`] reads them.
     pub rope: Rope,
     /// Attention score scaling; default `Scores(1/sqrt(head_dim_k))`.
     pub attn_scale: AttnScale,
@@ -64,6 +65,9 @@ pub struct Config {
     /// `{arch}.final_logit_softcapping`: logits become
     /// `cap * tanh(logit / cap)`; default none.
     pub final_logit_softcap: Option<f32>,
+    /// Attention scores become `cap * tanh(score / cap)` before the softmax
+    /// (Gemma 2's `attn_logit_softcapping`); default none.
+    pub attn_softcap: Option<f32>,
     /// Sliding-window attention (`{arch}.attention.sliding_window`, for the
     /// families that use it); default none.
     pub swa: Option<SlidingWindow>,
@@ -127,6 +131,57 @@ impl Hparams<'_> {
     }
 }
 
+/// RoPE scaling as llama.cpp reads it: the linear factor
+/// (`{arch}.rope.scaling.factor`, positions × `1/factor`) for every type but
+/// `none`; for `rope.scaling.type = yarn` also YaRN's ramp (`ext_factor`
+/// 1, `beta_fast` 32, `beta_slow` 1, over
+/// `{arch}.rope.scaling.original_context_length`, default the training
+/// context) and magnitude: llama.cpp's attention factor
+/// `(1 + 0.1 ln f) / (1 + 0.1 ln f)` for a factor `f > 1` (its mscale,
+/// divided by the one ggml's rope applies again), times
+/// `{arch}.rope.scaling.attn_factor` (default 1, used by every type).
+/// Returns the position scale and the YaRN parameters (`None` when plain
+/// RoPE gives the same bits).
+pub fn rope_scaling(h: &Hparams, n_ctx_train: usize) -> Result<(f32, Option<Yarn>)> {
+    let ty = h.opt_str("rope.scaling.type").unwrap_or("linear");
+    if !matches!(ty, "none" | "linear" | "yarn" | "longrope") {
+        return Err(Error::Malformed {
+            offset: 0,
+            reason: format!("{} '{ty}' is not a known type", h.key("rope.scaling.type")),
+        });
+    }
+    let freq_scale = match h.opt_f32("rope.scaling.factor")? {
+        _ if ty == "none" => 1.0,
+        Some(f) if f != 0.0 => 1.0 / f,
+        _ => 1.0,
+    };
+    let rope_attn_factor = h.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0);
+    let n_ctx_orig = match h.opt_usize("rope.scaling.original_context_length")? {
+        Some(n) if n > 0 => n,
+        _ => n_ctx_train,
+    };
+    let mut yarn = Yarn {
+        ext_factor: 0.0,
+        attn_factor: 1.0,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        n_ctx_orig,
+    };
+    if ty == "yarn" {
+        yarn.ext_factor = 1.0;
+        let factor = 1.0 / freq_scale;
+        let mscale = if factor <= 1.0 {
+            1.0
+        } else {
+            0.1f32.mul_add(factor.ln(), 1.0)
+        };
+        yarn.attn_factor = mscale * (1.0 / 0.1f32.mul_add(factor.ln(), 1.0));
+    }
+    yarn.attn_factor *= rope_attn_factor;
+    let plain = yarn.ext_factor == 0.0 && yarn.attn_factor == 1.0;
+    Ok((freq_scale, (!plain).then_some(yarn)))
+}
+
 impl Config {
     pub fn from_gguf(file: &GgufFile, spec: &ArchSpec) -> Result<Config> {
         let h = Hparams {
@@ -162,14 +217,8 @@ impl Config {
         let freq_base = h
             .opt_f32("rope.freq_base")?
             .unwrap_or(spec.default_rope_base);
-        // llama.cpp reads the factor whatever the type (default "linear").
-        let freq_scale = match h.opt_str("rope.scaling.type") {
-            None | Some("linear") => match h.opt_f32("rope.scaling.factor")? {
-                Some(f) if f != 0.0 => 1.0 / f,
-                _ => 1.0,
-            },
-            _ => 1.0,
-        };
+        let n_ctx_train = h.opt_usize("context_length")?.unwrap_or(2048);
+        let (freq_scale, yarn) = rope_scaling(&h, n_ctx_train)?;
         // From the embedding; a middle shard file has none, so fall back to
         // the output head, then to the tokenizer's vocabulary.
         let n_vocab = file
@@ -193,7 +242,7 @@ impl Config {
             head_dim_k,
             head_dim_v,
             n_vocab,
-            n_ctx_train: h.opt_usize("context_length")?.unwrap_or(2048),
+            n_ctx_train,
             rms_eps: h
                 .opt_f32("attention.layer_norm_rms_epsilon")?
                 .unwrap_or(1e-5),
@@ -203,10 +252,12 @@ impl Config {
                 freq_base,
                 freq_scale,
                 freq_factors: None,
+                yarn,
             },
             attn_scale: AttnScale::Scores(1.0 / (head_dim_k as f32).sqrt()),
             embd_scale: None,
             final_logit_softcap: None,
+            attn_softcap: None,
             swa: None,
         };
         (spec.hparams)(&h, &mut cfg)?;

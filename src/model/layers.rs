@@ -159,7 +159,7 @@ pub fn block(
         v_dim: cfg.head_dim_v,
         scale: score_scale,
         window: layer.window,
-        softcap: None,
+        softcap: cfg.attn_softcap,
     };
     let items = &*items;
     attention_segments(

@@ -143,12 +143,14 @@ impl Binder<'_> {
             }
         };
         let b = cfg.block;
+        let [wq, wk, wv] = self.qkv(&p, q, kv_k, kv_v, e)?;
+        let [w_gate, w_up] = self.gate_up(&p, cfg.n_ff, e)?;
         Ok(LayerWeights {
             index: i,
             attn_norm: self.vector(&p("attn_norm"), e)?,
-            wq: self.matrix(&p("attn_q"), q, e)?,
-            wk: self.matrix(&p("attn_k"), kv_k, e)?,
-            wv: self.matrix(&p("attn_v"), kv_v, e)?,
+            wq,
+            wk,
+            wv,
             bq: bias("attn_q", q)?,
             bk: bias("attn_k", kv_k)?,
             bv: bias("attn_v", kv_v)?,
@@ -158,14 +160,76 @@ impl Binder<'_> {
             bo: bias("attn_output", e)?,
             post_attn_norm: required(b.post_norms, "post_attention_norm", e)?,
             ffn_norm: self.vector(&p("ffn_norm"), e)?,
-            w_gate: self.matrix(&p("ffn_gate"), cfg.n_ff, e)?,
-            w_up: self.matrix(&p("ffn_up"), cfg.n_ff, e)?,
+            w_gate,
+            w_up,
             w_down: self.matrix(&p("ffn_down"), e, cfg.n_ff)?,
             post_ffn_norm: required(b.post_norms, "post_ffw_norm", e)?,
         })
     }
 
+    /// The Q, K and V projections: `attn_q`, `attn_k`, `attn_v`, or the
+    /// rows of one fused `attn_qkv` (`[q + kv_k + kv_v rows][n_embd]`, Q's
+    /// rows first, then K's, then V's, as llama.cpp splits it).
+    fn qkv(
+        &self,
+        p: &dyn Fn(&str) -> String,
+        q: usize,
+        kv_k: usize,
+        kv_v: usize,
+        e: usize,
+    ) -> Result<[Weight; 3]> {
+        let name = p("attn_qkv");
+        if self.file.tensor(&name).is_none() {
+            return Ok([
+                self.matrix(&p("attn_q"), q, e)?,
+                self.matrix(&p("attn_k"), kv_k, e)?,
+                self.matrix(&p("attn_v"), kv_v, e)?,
+            ]);
+        }
+        let bias = name.replace(".weight", ".bias");
+        if self.file.tensor(&bias).is_some() {
+            return Err(Error::BadTensor {
+                name: bias,
+                reason: "biases of a fused Q/K/V projection are not supported".into(),
+            });
+        }
+        let fused = self.matrix(&name, q + kv_k + kv_v, e)?;
+        Ok([
+            split(&fused, "q", 0..q)?,
+            split(&fused, "k", q..q + kv_k)?,
+            split(&fused, "v", q + kv_k..q + kv_k + kv_v)?,
+        ])
+    }
+
+    /// The MLP's gate and up projections: `ffn_gate` and `ffn_up`, or,
+    /// without `ffn_gate`, one `ffn_up` of `2 * n_ff` rows holding the gate
+    /// rows first and the up rows after them (Phi-3; llama.cpp's fused
+    /// SwiGLU takes the first half as the gate).
+    fn gate_up(&self, p: &dyn Fn(&str) -> String, n_ff: usize, e: usize) -> Result<[Weight; 2]> {
+        if self.file.tensor(&p("ffn_gate")).is_some() {
+            return Ok([
+                self.matrix(&p("ffn_gate"), n_ff, e)?,
+                self.matrix(&p("ffn_up"), n_ff, e)?,
+            ]);
+        }
+        let fused = self.matrix(&p("ffn_up"), 2 * n_ff, e)?;
+        Ok([
+            split(&fused, "gate", 0..n_ff)?,
+            split(&fused, "up", n_ff..2 * n_ff)?,
+        ])
+    }
+
     pub fn layers(&self, cfg: &Config, range: Range<usize>) -> Result<Vec<LayerWeights>> {
         range.map(|i| self.layer(cfg, i)).collect()
     }
+}
+
+/// Rows `rows` of fused tensor `fused`, named after it and `part`.
+fn split(fused: &Weight, part: &str, rows: Range<usize>) -> Result<Weight> {
+    fused
+        .rows_view(&format!("{}[{part}]", fused.name), rows)
+        .ok_or_else(|| Error::BadTensor {
+            name: fused.name.clone(),
+            reason: format!("has {} rows, too few for its {part} part", fused.rows),
+        })
 }

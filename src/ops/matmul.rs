@@ -68,6 +68,25 @@ impl Weight {
         self.ty.row_bytes(self.cols as u64).unwrap_or(0) as usize
     }
 
+    /// Rows `rows` of this matrix as a matrix of their own, over the same
+    /// bytes (the parts of a fused tensor, such as Phi-3's `attn_qkv`).
+    /// `None` if the range is not inside the matrix.
+    pub fn rows_view(&self, name: &str, rows: Range<usize>) -> Option<Weight> {
+        if rows.start > rows.end || rows.end > self.rows {
+            return None;
+        }
+        let rb = self.row_bytes();
+        let start = self.range.start + rows.start * rb;
+        Some(Weight {
+            name: name.to_string(),
+            ty: self.ty,
+            rows: rows.len(),
+            cols: self.cols,
+            file: Arc::clone(&self.file),
+            range: start..start + rows.len() * rb,
+        })
+    }
+
     /// One row dequantized to f32 (used for embedding lookups).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> crate::Result<()> {
         let rb = self.row_bytes();

@@ -1,4 +1,5 @@
-//! Rotary position embeddings, in the two layouts GGUF models use.
+//! Rotary position embeddings, in the two layouts GGUF models use, with
+//! linear position scaling, per-pair frequency factors and YaRN.
 
 /// How the rotated pairs are laid out inside a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,59 @@ pub struct Rope {
     pub freq_scale: f32,
     /// Optional per-pair frequency divisors (`rope_freqs.weight`), `n_rot/2`.
     pub freq_factors: Option<Vec<f32>>,
+    /// YaRN's ramp and magnitude scaling (ggml's `ext_factor`,
+    /// `attn_factor`, `beta_fast`, `beta_slow`, `n_ctx_orig`); `None`: plain
+    /// RoPE (ggml's `ext_factor = 0`, `attn_factor = 1`).
+    pub yarn: Option<Yarn>,
+}
+
+/// The YaRN parameters of ggml's `rope_ext`. With `ext_factor = 0` only
+/// `attn_factor` acts (cos and sin are multiplied by it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    /// Weight of the extrapolated angle in the ramp's mix (1 for YaRN).
+    pub ext_factor: f32,
+    /// Multiplies cos and sin (llama.cpp's `yarn_attn_factor`).
+    pub attn_factor: f32,
+    /// Rotations over the original context above which a pair keeps its
+    /// extrapolated angle (default 32).
+    pub beta_fast: f32,
+    /// Rotations below which a pair takes its interpolated angle
+    /// (default 1).
+    pub beta_slow: f32,
+    /// The context length the model was trained with before scaling.
+    pub n_ctx_orig: usize,
+}
+
+impl Yarn {
+    /// The first and last pair dimensions of the ramp, as
+    /// `ggml_rope_yarn_corr_dims` computes them.
+    pub fn corr_dims(&self, n_rot: usize, freq_base: f32) -> [f32; 2] {
+        let dim = |beta: f32| {
+            n_rot as f32 * (self.n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * freq_base.ln())
+        };
+        let start = dim(self.beta_fast).floor();
+        let end = dim(self.beta_slow).ceil();
+        [start.max(0.0), end.min((n_rot - 1) as f32)]
+    }
+
+    /// cos and sin of pair `i` (element `2i` of the head) whose unscaled
+    /// angle is `extrap`, in the steps of ggml's `rope_yarn` as its x86-64
+    /// build compiles them (the first product of a sum fused with it).
+    fn cos_sin(&self, extrap: f32, freq_scale: f32, corr: [f32; 2], i: usize) -> (f32, f32) {
+        let interp = freq_scale * extrap;
+        let mut theta = interp;
+        let mut mscale = self.attn_factor;
+        if self.ext_factor != 0.0 {
+            let y = (i as f32 - corr[0]) / (corr[1] - corr[0]).max(0.001);
+            let ramp = 1.0 - y.clamp(0.0, 1.0);
+            let mix = ramp * self.ext_factor;
+            theta = interp.mul_add(1.0 - mix, extrap * mix);
+            mscale *= 0.1f32.mul_add((1.0 / freq_scale).ln(), 1.0);
+        }
+        (theta.cos() * mscale, theta.sin() * mscale)
+    }
 }
 
 impl Rope {
@@ -28,12 +82,21 @@ impl Rope {
     /// built by repeated multiplication, in f32, as ggml builds it.
     pub fn angles(&self, pos: usize, cs: &mut [f32]) {
         let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
+        let corr = self
+            .yarn
+            .map_or([0.0; 2], |y| y.corr_dims(self.n_rot, self.freq_base));
         let mut theta = pos as f32;
         for i in 0..self.n_rot / 2 {
             let ff = self.freq_factors.as_ref().map_or(1.0, |f| f[i]);
-            let t = self.freq_scale * (theta / ff);
-            cs[2 * i] = t.cos();
-            cs[2 * i + 1] = t.sin();
+            let (c, s) = match &self.yarn {
+                None => {
+                    let t = self.freq_scale * (theta / ff);
+                    (t.cos(), t.sin())
+                }
+                Some(y) => y.cos_sin(theta / ff, self.freq_scale, corr, i),
+            };
+            cs[2 * i] = c;
+            cs[2 * i + 1] = s;
             theta *= theta_scale;
         }
     }
@@ -88,6 +151,7 @@ mod tests {
             freq_base: 10000.0,
             freq_scale: 1.0,
             freq_factors: None,
+            yarn: None,
         }
     }
 

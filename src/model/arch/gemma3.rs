@@ -11,10 +11,11 @@
 //! is sliding unless `i % 6 == 5`), `gemma3.rope.freq_base_swa` (default
 //! 10000), `gemma3.final_logit_softcapping` (default none).
 
+use super::swa::sliding_layers;
 use super::{ArchSpec, BlockSpec, Mlp};
 use crate::model::config::{AttnScale, Config, Hparams, SlidingWindow};
 use crate::ops::rope::{Rope, RopeLayout};
-use crate::{Error, Result};
+use crate::Result;
 
 pub const GEMMA3: ArchSpec = ArchSpec {
     name: "gemma3",
@@ -40,31 +41,7 @@ fn hparams(h: &Hparams, cfg: &mut Config) -> Result<()> {
     cfg.final_logit_softcap = h.opt_f32("final_logit_softcapping")?.filter(|&c| c != 0.0);
     let window = h.opt_usize("attention.sliding_window")?.unwrap_or(0);
     if window > 0 {
-        let key = h.key("attention.sliding_window_pattern");
-        let layers = match h.file.get(&key).and_then(|v| v.as_array()) {
-            // One flag per layer.
-            Some(items) => {
-                let flags: Option<Vec<bool>> = items.iter().map(|x| x.as_bool()).collect();
-                match flags {
-                    Some(f) if f.len() >= cfg.n_layer => f[..cfg.n_layer].to_vec(),
-                    _ => {
-                        return Err(Error::Malformed {
-                            offset: 0,
-                            reason: format!("{key} is not {} booleans", cfg.n_layer),
-                        })
-                    }
-                }
-            }
-            // A period: the last layer of each period is global.
-            None => {
-                let period = h
-                    .opt_usize("attention.sliding_window_pattern")?
-                    .unwrap_or(6);
-                (0..cfg.n_layer)
-                    .map(|il| period == 0 || il % period < period - 1)
-                    .collect()
-            }
-        };
+        let layers = sliding_layers(h, cfg.n_layer, 6)?;
         cfg.swa = Some(SlidingWindow {
             window,
             layers,
