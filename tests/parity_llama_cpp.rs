@@ -200,7 +200,10 @@ fn synthetic_models_match_llama_cpp() {
 /// (Q/K/V biases, NeoX RoPE), `qwen3` (per-head Q/K norms, NeoX RoPE) and
 /// `gemma3` (head length 128 ≠ width / heads, Q/K norms, post-norms, GeGLU,
 /// embedding and query scaling, an 8-position sliding window shorter than
-/// the sequence on five of every six layers), each over every weight type.
+/// the sequence on five of every six layers), `qwen3moe` (20 experts, 4
+/// used per token: softmax router, introsort top-k, normalized weights) and
+/// Mixtral-style `llama` (8 experts, 2 used), each over several weight
+/// types.
 ///
 /// llama.cpp runs without weight repacking, so every type takes its
 /// reference dot product; K-quant prompts stay under 8 tokens, below
@@ -221,14 +224,34 @@ fn synthetic_architectures_match_llama_cpp() {
         ("qwen2", &[Q8_0, Q4_1, Q4_K, F16][..]),
         ("qwen3", &all[..]),
         ("gemma3", &[Q8_0, Q5_0, Q4_K, Q6_K, F16][..]),
+        ("qwen3moe", &[Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K, F16][..]),
+        // Mixtral-style experts in the llama architecture.
+        ("mixtral", &[Q8_0, Q4_1, Q4_K, F16][..]),
     ];
+    // STRATA_PARITY_ARCH=NAME runs one family only (while working on it).
+    let only = std::env::var("STRATA_PARITY_ARCH").ok();
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for (arch, types) in cases {
+    for (name, types) in cases {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let arch = if name == "mixtral" { "llama" } else { name };
         for &ty in types {
-            let mut spec = SynthSpec::tiny_arch(arch, ty);
+            let mut spec = if name == "mixtral" {
+                SynthSpec::tiny_mixtral(ty)
+            } else {
+                SynthSpec::tiny_arch(arch, ty)
+            };
             spec.n_embd = 256;
             spec.n_ff = 512;
+            if let Some(m) = spec.moe.as_mut() {
+                if arch == "llama" {
+                    m.n_ff_exp = spec.n_ff;
+                } else {
+                    m.n_ff_exp = m.n_ff_exp.next_multiple_of(ty.block_size());
+                }
+            }
             spec.n_head = 4;
             spec.n_head_kv = 2;
             spec.n_layer = if arch == "gemma3" { 6 } else { 3 };
@@ -237,7 +260,7 @@ fn synthetic_architectures_match_llama_cpp() {
                 spec.n_head_kv = 1;
             }
             spec.separate_output = true;
-            let path = dir.join(format!("synth-{arch}-{ty}.gguf"));
+            let path = dir.join(format!("synth-{name}-{ty}.gguf"));
             synth_model(&spec, Some(&src))
                 .unwrap()
                 .write_file(&path)
@@ -270,18 +293,18 @@ fn synthetic_architectures_match_llama_cpp() {
                 logits = s.feed(&[t]).unwrap();
             }
             report.push(format!(
-                "{arch} {ty}: max |diff| {worst:e} (batch of {}), {worst_step:e} ({} decode steps); largest logit {scale:.2}; {differing} logits differ in their bits",
+                "{name} {ty}: max |diff| {worst:e} (batch of {}), {worst_step:e} ({} decode steps); largest logit {scale:.2}; {differing} logits differ in their bits",
                 ids.len(),
                 tokens.len()
             ));
             if ty == F16 {
                 let tolerance = 1e-2 * scale.max(1.0);
                 if worst > tolerance || worst_step > tolerance {
-                    failures.push(format!("{arch} {ty}: {worst} / {worst_step} > {tolerance}"));
+                    failures.push(format!("{name} {ty}: {worst} / {worst_step} > {tolerance}"));
                 }
             } else if differing != 0 {
                 failures.push(format!(
-                    "{arch} {ty}: {differing} logits not bit-identical ({worst} / {worst_step})"
+                    "{name} {ty}: {differing} logits not bit-identical ({worst} / {worst_step})"
                 ));
             }
         }

@@ -401,11 +401,17 @@ pub fn synth() -> String {
         "\
 usage: strata synth -o OUT.gguf [options]
 
-Write a llama-architecture model with random weights, of any shape and tensor
+Write a model with random weights, of any supported family, shape and tensor
 type (for tests and benchmarks).
 
 options:
   -o, --output FILE        the file to write (required)
+      --arch NAME          architecture (default: llama; qwen3moe has 20
+                           experts of width 64, 4 used)
+      --experts N          mixture-of-experts MLPs with N experts (llama:
+                           Mixtral-style, each --ff wide)
+      --experts-used K     experts per token (default: 2, or the family's)
+      --expert-ff N        rows of one expert (qwen3moe; default: 64)
       --layers N           blocks (default: {})
       --embd N             embedding length (default: {})
       --ff N               feed-forward length (default: 4 × --embd)

@@ -22,6 +22,7 @@ mod gemma3;
 mod llama;
 mod qwen2;
 mod qwen3;
+mod qwen3moe;
 
 use super::config::{Config, Hparams};
 use crate::ops::rope::RopeLayout;
@@ -31,9 +32,10 @@ pub use gemma3::GEMMA3;
 pub use llama::LLAMA;
 pub use qwen2::QWEN2;
 pub use qwen3::QWEN3;
+pub use qwen3moe::QWEN3MOE;
 
 /// Every supported architecture.
-pub const REGISTRY: &[&ArchSpec] = &[&LLAMA, &QWEN2, &QWEN3, &GEMMA3];
+pub const REGISTRY: &[&ArchSpec] = &[&LLAMA, &QWEN2, &QWEN3, &GEMMA3, &QWEN3MOE];
 
 /// What a model family changes in the shared transformer block.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +124,7 @@ mod tests {
         match lookup("mamba9") {
             Err(Error::UnknownArchitecture { name, supported }) => {
                 assert_eq!(name, "mamba9");
-                assert_eq!(supported, "llama, qwen2, qwen3, gemma3");
+                assert_eq!(supported, "llama, qwen2, qwen3, gemma3, qwen3moe");
             }
             other => panic!("{other:?}"),
         }

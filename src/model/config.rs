@@ -4,6 +4,7 @@
 //! its `hparams` function (see [`super::arch`]).
 
 use super::arch::{ArchSpec, BlockSpec};
+use super::moe::MoeConfig;
 use crate::gguf::GgufFile;
 use crate::ops::rope::Rope;
 use crate::{Error, Result};
@@ -67,6 +68,9 @@ pub struct Config {
     /// Sliding-window attention (`{arch}.attention.sliding_window`, for the
     /// families that use it); default none.
     pub swa: Option<SlidingWindow>,
+    /// Mixture-of-experts MLPs (`{arch}.expert_count` > 0); default none
+    /// (a dense MLP).
+    pub moe: Option<MoeConfig>,
 }
 
 /// Interleaved sliding-window and global attention layers.
@@ -208,6 +212,7 @@ impl Config {
             embd_scale: None,
             final_logit_softcap: None,
             swa: None,
+            moe: MoeConfig::from_hparams(&h, n_ff)?,
         };
         (spec.hparams)(&h, &mut cfg)?;
         Ok(cfg)

@@ -10,7 +10,8 @@
 
 use super::arch::Mlp;
 use super::config::{AttnScale, Config};
-use super::weights::LayerWeights;
+use super::moe;
+use super::weights::{Ffn, LayerWeights};
 use std::ops::Range;
 
 use crate::model::BatchItem;
@@ -183,18 +184,21 @@ pub fn block(
 
     // MLP.
     norm::rms_norm_into(x, &w.ffn_norm, cfg.rms_eps, h);
-    matmul_group(
-        [&w.w_gate, &w.w_up],
-        h,
-        n,
-        [&mut gate[..], &mut up[..]],
-        act,
-    );
-    match cfg.block.mlp {
-        Mlp::SwiGlu => act::swiglu(gate, up, cfg.n_ff),
-        Mlp::GeGlu => act::geglu(gate, up),
+    match &w.ffn {
+        Ffn::Moe(mw) => moe::ffn(mw, h, n, proj, act),
+        Ffn::Dense {
+            gate: wg,
+            up: wu,
+            down: wd,
+        } => {
+            matmul_group([wg, wu], h, n, [&mut gate[..], &mut up[..]], act);
+            match cfg.block.mlp {
+                Mlp::SwiGlu => act::swiglu(gate, up, cfg.n_ff),
+                Mlp::GeGlu => act::geglu(gate, up),
+            }
+            matmul_with(wd, gate, n, proj, act);
+        }
     }
-    matmul_with(&w.w_down, gate, n, proj, act);
     if let Some(pn) = &w.post_ffn_norm {
         norm::rms_norm(proj, pn, cfg.rms_eps);
     }
