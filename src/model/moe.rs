@@ -179,70 +179,134 @@ fn stacked(b: &Binder<'_>, name: &str, n: usize, rows: usize, cols: usize) -> Re
         .collect())
 }
 
+/// Buffers of [`ffn`], kept between calls with the forward pass's other
+/// buffers (each grows to the largest call and is reused).
+#[derive(Default)]
+pub struct MoeScratch {
+    /// `[n][n_expert]`: router logits, then probabilities.
+    logits: Vec<f32>,
+    /// `[n][k]`: each token's experts, best first, and their weights.
+    chosen: Vec<usize>,
+    weights: Vec<f32>,
+    /// `[n_expert]`: the sort's indices.
+    idx: Vec<i32>,
+    /// `[n_expert + 1]`: where each expert's slots start in `order`.
+    start: Vec<usize>,
+    fill: Vec<usize>,
+    /// `[n·k]`: slot numbers (`token·k + rank`) grouped by expert.
+    order: Vec<usize>,
+    /// One expert's gathered inputs `[m][n_embd]`, gate and up `[m][n_ff_exp]`
+    /// and output `[m][n_embd]`.
+    xe: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    d: Vec<f32>,
+    /// `[n][k][n_embd]`: each slot's weighted expert output.
+    slots: Vec<f32>,
+}
+
+impl MoeScratch {
+    /// Drop the buffers that hold more than four times what `n` tokens
+    /// need (a long prompt followed by decode steps), as the forward
+    /// pass's other buffers do.
+    pub fn trim(&mut self, m: &MoeConfig, n_embd: usize, n: usize) {
+        fn drop_big<T>(v: &mut Vec<T>, need: usize) {
+            if v.capacity() > 4 * need.max(1024) {
+                *v = Vec::new();
+            }
+        }
+        let (ne, k, ff) = (m.n_expert, m.n_expert_used, m.n_ff_exp);
+        drop_big(&mut self.logits, n * ne);
+        drop_big(&mut self.chosen, n * k);
+        drop_big(&mut self.weights, n * k);
+        drop_big(&mut self.order, n * k);
+        drop_big(&mut self.xe, n * n_embd);
+        drop_big(&mut self.g, n * ff);
+        drop_big(&mut self.u, n * ff);
+        drop_big(&mut self.d, n * n_embd);
+        drop_big(&mut self.slots, n * k * n_embd);
+    }
+}
+
+/// `v` holding exactly `len` values (old contents kept where they fit;
+/// every caller overwrites what it reads).
+fn sized<T: Clone + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    v.resize(len, T::default());
+    &mut v[..]
+}
+
 /// `out = moe(x)` for `n` rows of `x` (`[n][n_embd]`, the normalized MLP
 /// input); `out` is `[n][n_embd]`. `act` is the matmuls' activation buffer.
-pub fn ffn(w: &MoeWeights, x: &[f32], n: usize, out: &mut [f32], act: &mut Vec<u8>) {
+pub fn ffn(
+    w: &MoeWeights,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    act: &mut Vec<u8>,
+    s: &mut MoeScratch,
+) {
     let m = &w.config;
     let (ne, k, ff) = (m.n_expert, m.n_expert_used, m.n_ff_exp);
     let e = w.router.cols;
     // Route every token.
-    let mut logits = vec![0f32; n * ne];
-    matmul_with(&w.router, x, n, &mut logits, act);
-    let mut chosen = vec![0usize; n * k];
-    let mut weights = vec![0f32; n * k];
-    let mut idx = Vec::with_capacity(ne);
+    let logits = sized(&mut s.logits, n * ne);
+    matmul_with(&w.router, x, n, logits, act);
+    let chosen = sized(&mut s.chosen, n * k);
+    let weights = sized(&mut s.weights, n * k);
     for t in 0..n {
         route(
             &mut logits[t * ne..(t + 1) * ne],
             k,
             m.gating,
-            &mut idx,
+            &mut s.idx,
             &mut chosen[t * k..(t + 1) * k],
             &mut weights[t * k..(t + 1) * k],
         );
     }
     // The (token, slot) pairs of each expert, in token order.
-    let mut start = vec![0usize; ne + 1];
-    for &x in &chosen {
+    let start = sized(&mut s.start, ne + 1);
+    start.fill(0);
+    for &x in chosen.iter() {
         start[x + 1] += 1;
     }
     for i in 0..ne {
         start[i + 1] += start[i];
     }
-    let mut fill = start.clone();
-    let mut order = vec![0usize; n * k];
-    for (s, &x) in chosen.iter().enumerate() {
-        order[fill[x]] = s;
-        fill[x] += 1;
+    s.fill.clear();
+    s.fill.extend_from_slice(start);
+    let order = sized(&mut s.order, n * k);
+    for (slot, &x) in chosen.iter().enumerate() {
+        order[s.fill[x]] = slot;
+        s.fill[x] += 1;
     }
     let most = (0..ne).map(|i| start[i + 1] - start[i]).max().unwrap_or(0);
-    let mut xe = vec![0f32; most * e];
-    let (mut g, mut u) = (vec![0f32; most * ff], vec![0f32; most * ff]);
-    let mut d = vec![0f32; most * e];
-    // Each slot's weighted expert output, `[n][k][n_embd]`.
-    let mut slots = vec![0f32; n * k * e];
+    let xe = sized(&mut s.xe, most * e);
+    let g = sized(&mut s.g, most * ff);
+    let u = sized(&mut s.u, most * ff);
+    let d = sized(&mut s.d, most * e);
+    let slots = sized(&mut s.slots, n * k * e);
     for ex in 0..ne {
         let list = &order[start[ex]..start[ex + 1]];
         let r = list.len();
         if r == 0 {
             continue;
         }
-        for (row, &s) in list.iter().enumerate() {
-            let t = s / k;
+        for (row, &slot) in list.iter().enumerate() {
+            let t = slot / k;
             xe[row * e..(row + 1) * e].copy_from_slice(&x[t * e..(t + 1) * e]);
         }
         matmul_group(
             [&w.gate[ex], &w.up[ex]],
-            &xe,
+            xe,
             r,
             [&mut g[..], &mut u[..]],
             act,
         );
         act::swiglu(&mut g[..r * ff], &u[..r * ff], ff);
-        matmul_with(&w.down[ex], &g, r, &mut d, act);
-        for (row, &s) in list.iter().enumerate() {
-            let wt = weights[s];
-            let dst = &mut slots[s * e..(s + 1) * e];
+        matmul_with(&w.down[ex], g, r, d, act);
+        for (row, &slot) in list.iter().enumerate() {
+            let wt = weights[slot];
+            let dst = &mut slots[slot * e..(slot + 1) * e];
             for (o, &v) in dst.iter_mut().zip(&d[row * e..(row + 1) * e]) {
                 *o = v * wt;
             }
@@ -253,8 +317,8 @@ pub fn ffn(w: &MoeWeights, x: &[f32], n: usize, out: &mut [f32], act: &mut Vec<u
         let o = &mut out[t * e..(t + 1) * e];
         o.copy_from_slice(&slots[t * k * e..(t * k + 1) * e]);
         for j in 1..k {
-            let s = &slots[(t * k + j) * e..(t * k + j + 1) * e];
-            for (a, &b) in o.iter_mut().zip(s) {
+            let sl = &slots[(t * k + j) * e..(t * k + j + 1) * e];
+            for (a, &b) in o.iter_mut().zip(sl) {
                 *a += b;
             }
         }
