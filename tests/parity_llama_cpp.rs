@@ -201,7 +201,8 @@ fn synthetic_models_match_llama_cpp() {
 /// `gemma3` (head length 128 ≠ width / heads, Q/K norms, post-norms, GeGLU,
 /// embedding and query scaling, an 8-position sliding window shorter than
 /// the sequence on five of every six layers), `qwen3moe` (20 experts, 4
-/// used per token: softmax router, introsort top-k, normalized weights) and
+/// used per token, and Qwen3-30B-A3B's 128 experts with 8 used: softmax
+/// router, introsort top-k, normalized weights) and
 /// Mixtral-style `llama` (8 experts, 2 used), each over several weight
 /// types.
 ///
@@ -225,6 +226,8 @@ fn synthetic_architectures_match_llama_cpp() {
         ("qwen3", &all[..]),
         ("gemma3", &[Q8_0, Q5_0, Q4_K, Q6_K, F16][..]),
         ("qwen3moe", &[Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K, F16][..]),
+        // Qwen3-30B-A3B's router: 128 experts, 8 used per token.
+        ("qwen3moe-128", &[Q8_0, Q4_K][..]),
         // Mixtral-style experts in the llama architecture.
         ("mixtral", &[Q8_0, Q4_1, Q4_K, F16][..]),
     ];
@@ -236,7 +239,11 @@ fn synthetic_architectures_match_llama_cpp() {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        let arch = if name == "mixtral" { "llama" } else { name };
+        let arch = match name {
+            "mixtral" => "llama",
+            "qwen3moe-128" => "qwen3moe",
+            _ => name,
+        };
         for &ty in types {
             let mut spec = if name == "mixtral" {
                 SynthSpec::tiny_mixtral(ty)
@@ -246,6 +253,9 @@ fn synthetic_architectures_match_llama_cpp() {
             spec.n_embd = 256;
             spec.n_ff = 512;
             if let Some(m) = spec.moe.as_mut() {
+                if name == "qwen3moe-128" {
+                    (m.n_expert, m.n_expert_used) = (128, 8);
+                }
                 if arch == "llama" {
                     m.n_ff_exp = spec.n_ff;
                 } else {

@@ -303,6 +303,74 @@ mod tests {
         }
     }
 
+    /// The orders libstdc++'s `std::sort` (GCC 12) gives 20 key sets with
+    /// many ties (17 to 300 keys, 2 to 1000 distinct values, drawn by the
+    /// LCG below; the C++ program that printed them builds the same keys
+    /// and sorts `0..n` with `key[a] > key[b]`). Two orders are written
+    /// out; all 20 are checked through an FNV-1a hash of their text.
+    /// The tie-heavy key sets of the libstdc++ checks below: 17 to 300
+    /// keys of 2 to 1000 distinct values, drawn by an LCG (the C++ program
+    /// that printed the expected orders draws the same keys), each sorted
+    /// by `sort` and written as `"n d: i0 i1 ..."`.
+    fn orders(sort: impl Fn(&mut [i32], &[f32])) -> Vec<String> {
+        let mut text = Vec::new();
+        let mut seed = 7u64;
+        for n in [17usize, 20, 40, 128, 300] {
+            for d in [2u64, 3, 5, 1000] {
+                let key: Vec<f32> = (0..n)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        ((seed >> 33) % d) as f32
+                    })
+                    .collect();
+                let mut v: Vec<i32> = (0..n as i32).collect();
+                sort(&mut v, &key);
+                let items: String = v.iter().map(|x| format!(" {x}")).collect();
+                text.push(format!("{n} {d}:{items}"));
+            }
+        }
+        text
+    }
+
+    fn fnv1a(lines: &[String]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in lines.join("\n").bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
+    /// (`scripts/libstdcxx_sort_orders.cpp` prints the expected orders.)
+    /// The orders libstdc++'s (GCC 12) `std::sort(idx, idx + n, [&](a, b)
+    /// { return key[a] > key[b]; })` gives: two written out, all 20 checked
+    /// through an FNV-1a hash of their text.
+    #[test]
+    fn ties_fall_where_libstdcxx_sort_puts_them() {
+        let text = orders(sort_desc);
+        assert_eq!(
+            text[4],
+            "20 2: 1 17 16 15 14 12 11 10 9 8 3 2 7 6 5 13 4 0 18 19"
+        );
+        assert_eq!(
+            text[5],
+            "20 3: 1 3 16 5 6 7 19 17 11 9 8 4 10 12 13 14 15 2 18 0"
+        );
+        assert_eq!(fnv1a(&text), 0x30e7_3d9b_7045_7bba);
+    }
+
+    /// The introsort's heap-sort fallback against libstdc++'s
+    /// `std::partial_sort(idx, idx + n, idx + n, ...)`, the same
+    /// `__partial_sort` call.
+    #[test]
+    fn heap_fallback_matches_libstdcxx_partial_sort() {
+        let text = orders(|v, key| heap_sort(v, &|a, b| key[a as usize] > key[b as usize]));
+        assert_eq!(
+            text[4],
+            "20 2: 8 10 16 15 12 17 9 2 11 3 1 14 7 18 4 19 5 0 6 13"
+        );
+        assert_eq!(fnv1a(&text), 0x0fb5_cdde_8dd6_7948);
+    }
+
     /// Up to 16 keys libstdc++ runs only the insertion sort, which keeps
     /// equal keys in index order.
     #[test]
