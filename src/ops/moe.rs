@@ -83,6 +83,12 @@ fn introsort_loop(
         }
         depth -= 1;
         let cut = partition_pivot(v, first, last, less);
+        if cut >= last {
+            // Only keys that are not totally ordered (NaN) get here: the
+            // guards below stopped a scan that libstdc++ leaves unguarded.
+            heap_sort(&mut v[first..last], less);
+            return;
+        }
         introsort_loop(v, cut, last, depth, less);
         last = cut;
     }
@@ -99,12 +105,18 @@ fn partition_pivot(
     // Unguarded partition of first+1..last around v[first].
     let (mut lo, mut hi) = (first + 1, last);
     let pivot = first;
+    // The scans are unguarded in libstdc++ (the median of three stops
+    // them); the bounds here only matter for keys with NaN, which are not
+    // totally ordered, and change nothing otherwise.
     loop {
-        while less(v[lo], v[pivot]) {
+        while lo < last && less(v[lo], v[pivot]) {
             lo += 1;
         }
+        if lo == last {
+            return lo;
+        }
         hi -= 1;
-        while less(v[pivot], v[hi]) {
+        while hi > first && less(v[pivot], v[hi]) {
             hi -= 1;
         }
         if lo >= hi {
@@ -164,10 +176,11 @@ fn insertion_sort(v: &mut [i32], less: &impl Fn(i32, i32) -> bool) {
     }
 }
 
-/// `__unguarded_linear_insert`: move `v[i]` down past larger elements.
+/// `__unguarded_linear_insert`: move `v[i]` down past larger elements
+/// (bounded at the start, which only keys with NaN reach).
 fn linear_insert(v: &mut [i32], mut i: usize, less: &impl Fn(i32, i32) -> bool) {
     let val = v[i];
-    while less(val, v[i - 1]) {
+    while i > 0 && less(val, v[i - 1]) {
         v[i] = v[i - 1];
         i -= 1;
     }
@@ -369,6 +382,37 @@ mod tests {
             "20 2: 8 10 16 15 12 17 9 2 11 3 1 14 7 18 4 19 5 0 6 13"
         );
         assert_eq!(fnv1a(&text), 0x0fb5_cdde_8dd6_7948);
+    }
+
+    /// Keys with NaN (a corrupt router) are not totally ordered; the sort
+    /// still ends, with a permutation, and routing does not panic.
+    #[test]
+    fn nan_keys_do_not_panic() {
+        for n in [5usize, 17, 64, 200] {
+            let key: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        f32::NAN
+                    } else {
+                        (i * 37 % 11) as f32
+                    }
+                })
+                .collect();
+            let mut v: Vec<i32> = (0..n as i32).collect();
+            sort_desc(&mut v, &key);
+            let mut s = v.clone();
+            s.sort();
+            assert_eq!(s, (0..n as i32).collect::<Vec<_>>());
+            let mut l = key.clone();
+            l[1] = f32::INFINITY;
+            let (mut e, mut w) = (vec![0usize; 4], vec![0f32; 4]);
+            let g = Gating {
+                norm: true,
+                scale: 0.0,
+            };
+            route(&mut l, 4, g, &mut Vec::new(), &mut e, &mut w);
+            assert!(e.iter().all(|&x| x < n));
+        }
     }
 
     /// Up to 16 keys libstdc++ runs only the insertion sort, which keeps
