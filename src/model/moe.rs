@@ -19,6 +19,7 @@ use super::weights::Binder;
 use crate::ops::moe::{route, Gating};
 use crate::ops::{act, matmul_group, matmul_with, Weight};
 use crate::{Error, Result};
+use rayon::prelude::*;
 
 /// llama.cpp's `LLAMA_MAX_EXPERTS`.
 pub const MAX_EXPERTS: usize = 512;
@@ -195,12 +196,8 @@ pub struct MoeScratch {
     fill: Vec<usize>,
     /// `[n·k]`: slot numbers (`token·k + rank`) grouped by expert.
     order: Vec<usize>,
-    /// One expert's gathered inputs `[m][n_embd]`, gate and up `[m][n_ff_exp]`
-    /// and output `[m][n_embd]`.
-    xe: Vec<f32>,
-    g: Vec<f32>,
-    u: Vec<f32>,
-    d: Vec<f32>,
+    /// One expert's buffers (decode steps, which run one expert at a time).
+    expert: ExpertBuffers,
     /// `[n][k][n_embd]`: each slot's weighted expert output.
     slots: Vec<f32>,
 }
@@ -220,11 +217,54 @@ impl MoeScratch {
         drop_big(&mut self.chosen, n * k);
         drop_big(&mut self.weights, n * k);
         drop_big(&mut self.order, n * k);
-        drop_big(&mut self.xe, n * n_embd);
-        drop_big(&mut self.g, n * ff);
-        drop_big(&mut self.u, n * ff);
-        drop_big(&mut self.d, n * n_embd);
+        let b = &mut self.expert;
+        drop_big(&mut b.xe, n * n_embd);
+        drop_big(&mut b.g, n * ff);
+        drop_big(&mut b.u, n * ff);
+        drop_big(&mut b.d, n * n_embd);
+        drop_big(&mut b.act, 2 * n * n_embd.max(ff));
         drop_big(&mut self.slots, n * k * n_embd);
+    }
+}
+
+/// Above this many tokens the experts of a layer run in parallel with each
+/// other (each matmul still computes every output with one kernel call, so
+/// the bits do not change); up to it, one after another, each matmul
+/// parallel over its rows, with no allocation.
+const PARALLEL_EXPERTS_FROM: usize = 3;
+
+/// One expert's gathered inputs `[m][n_embd]`, gate and up
+/// `[m][n_ff_exp]`, output `[m][n_embd]` and quantized activations.
+#[derive(Default)]
+struct ExpertBuffers {
+    xe: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    d: Vec<f32>,
+    act: Vec<u8>,
+}
+
+impl ExpertBuffers {
+    /// Expert `ex` over the rows of `x` that `list`'s slots name (slot
+    /// `token·k + rank`): `d = down(swiglu(gate(x), up(x)))`. False if no
+    /// token chose it.
+    fn run(&mut self, w: &MoeWeights, ex: usize, x: &[f32], list: &[usize], k: usize) -> bool {
+        let (e, ff, r) = (w.router.cols, w.config.n_ff_exp, list.len());
+        if r == 0 {
+            return false;
+        }
+        let xe = sized(&mut self.xe, r * e);
+        for (row, &slot) in list.iter().enumerate() {
+            let t = slot / k;
+            xe[row * e..(row + 1) * e].copy_from_slice(&x[t * e..(t + 1) * e]);
+        }
+        let g = sized(&mut self.g, r * ff);
+        let u = sized(&mut self.u, r * ff);
+        matmul_group([&w.gate[ex], &w.up[ex]], xe, r, [g, u], &mut self.act);
+        act::swiglu(g, u, ff);
+        let d = sized(&mut self.d, r * e);
+        matmul_with(&w.down[ex], g, r, d, &mut self.act);
+        true
     }
 }
 
@@ -246,7 +286,7 @@ pub fn ffn(
     s: &mut MoeScratch,
 ) {
     let m = &w.config;
-    let (ne, k, ff) = (m.n_expert, m.n_expert_used, m.n_ff_exp);
+    let (ne, k) = (m.n_expert, m.n_expert_used);
     let e = w.router.cols;
     // Route every token.
     let logits = sized(&mut s.logits, n * ne);
@@ -279,36 +319,38 @@ pub fn ffn(
         order[s.fill[x]] = slot;
         s.fill[x] += 1;
     }
-    let most = (0..ne).map(|i| start[i + 1] - start[i]).max().unwrap_or(0);
-    let xe = sized(&mut s.xe, most * e);
-    let g = sized(&mut s.g, most * ff);
-    let u = sized(&mut s.u, most * ff);
-    let d = sized(&mut s.d, most * e);
     let slots = sized(&mut s.slots, n * k * e);
-    for ex in 0..ne {
-        let list = &order[start[ex]..start[ex + 1]];
-        let r = list.len();
-        if r == 0 {
-            continue;
-        }
-        for (row, &slot) in list.iter().enumerate() {
-            let t = slot / k;
-            xe[row * e..(row + 1) * e].copy_from_slice(&x[t * e..(t + 1) * e]);
-        }
-        matmul_group(
-            [&w.gate[ex], &w.up[ex]],
-            xe,
-            r,
-            [&mut g[..], &mut u[..]],
-            act,
-        );
-        act::swiglu(&mut g[..r * ff], &u[..r * ff], ff);
-        matmul_with(&w.down[ex], g, r, d, act);
+    let (order, start, weights) = (&*order, &*start, &*weights);
+    let scatter = |slots: &mut [f32], list: &[usize], d: &[f32]| {
         for (row, &slot) in list.iter().enumerate() {
             let wt = weights[slot];
             let dst = &mut slots[slot * e..(slot + 1) * e];
             for (o, &v) in dst.iter_mut().zip(&d[row * e..(row + 1) * e]) {
                 *o = v * wt;
+            }
+        }
+    };
+    if n > PARALLEL_EXPERTS_FROM {
+        // A prompt: the experts run side by side (each with its own
+        // buffers), rather than one parallel matmul after another.
+        let outs: Vec<Vec<f32>> = (0..ne)
+            .into_par_iter()
+            .map(|ex| {
+                let list = &order[start[ex]..start[ex + 1]];
+                let mut b = ExpertBuffers::default();
+                b.run(w, ex, x, list, k);
+                b.d
+            })
+            .collect();
+        for (ex, d) in outs.iter().enumerate() {
+            scatter(slots, &order[start[ex]..start[ex + 1]], d);
+        }
+    } else {
+        let b = &mut s.expert;
+        for ex in 0..ne {
+            let list = &order[start[ex]..start[ex + 1]];
+            if b.run(w, ex, x, list, k) {
+                scatter(slots, list, &b.d);
             }
         }
     }
