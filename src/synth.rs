@@ -1,6 +1,7 @@
 //! Synthetic models: GGUF files of any shape and weight type of the
 //! supported architectures (`llama`, `qwen2`, `qwen3`, `gemma3`, `gemma2`,
-//! `phi3`, with fused Q/K/V and gate/up tensors for `phi3`), filled
+//! `phi3` with fused Q/K/V and gate/up tensors, `qwen3moe`, and
+//! Mixtral-style `llama` with experts), filled
 //! with seeded random weights. Unit tests use them (no download needed),
 //! parity tests run them through llama.cpp for the families no real model
 //! here has, and speed work uses them for shapes no real model here has.
@@ -43,6 +44,24 @@ pub struct SynthSpec {
     pub qkv_bias: bool,
     /// `{arch}.attention.sliding_window` (for the families that read it).
     pub sliding_window: Option<usize>,
+    /// Mixture-of-experts MLPs instead of dense ones (`qwen3moe`, or a
+    /// Mixtral-style `llama`).
+    pub moe: Option<SynthMoe>,
+}
+
+/// The experts of a synthetic mixture-of-experts model: every layer gets
+/// a router `blk.N.ffn_gate_inp` and stacked `blk.N.ffn_{gate,up,down}_exps`
+/// in the weight type, and no dense MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynthMoe {
+    /// `{arch}.expert_count`.
+    pub n_expert: usize,
+    /// `{arch}.expert_used_count`.
+    pub n_expert_used: usize,
+    /// Rows of one expert's gate and up matrices; written as
+    /// `{arch}.expert_feed_forward_length` except for `llama`, whose experts
+    /// are `feed_forward_length` wide (then it must equal `n_ff`).
+    pub n_ff_exp: usize,
 }
 
 impl SynthSpec {
@@ -65,18 +84,40 @@ impl SynthSpec {
             head_dim: None,
             qkv_bias: false,
             sliding_window: None,
+            moe: None,
         }
     }
 
     /// [`tiny`](Self::tiny) for architecture `arch`, with what the family
     /// has beyond the Llama block: Q/K/V biases for `qwen2`; a sliding
-    /// window of 8 positions for `gemma3` and `gemma2`.
+    /// window of 8 positions for `gemma3` and `gemma2`; 20 experts of width
+    /// 64, 4 used per token, for `qwen3moe` (more than 16, so the router's
+    /// sort runs the full introsort).
     pub fn tiny_arch(arch: &str, weight_type: GgmlType) -> SynthSpec {
         SynthSpec {
             arch: arch.to_string(),
             qkv_bias: arch == "qwen2",
             sliding_window: matches!(arch, "gemma3" | "gemma2").then_some(8),
+            moe: (arch == "qwen3moe").then_some(SynthMoe {
+                n_expert: 20,
+                n_expert_used: 4,
+                n_ff_exp: 64,
+            }),
             ..SynthSpec::tiny(weight_type)
+        }
+    }
+
+    /// A Mixtral-style `llama` model: [`tiny`](Self::tiny) with 8 experts
+    /// of width `n_ff`, 2 used per token.
+    pub fn tiny_mixtral(weight_type: GgmlType) -> SynthSpec {
+        let s = SynthSpec::tiny(weight_type);
+        SynthSpec {
+            moe: Some(SynthMoe {
+                n_expert: 8,
+                n_expert_used: 2,
+                n_ff_exp: s.n_ff,
+            }),
+            ..s
         }
     }
 
@@ -98,6 +139,27 @@ impl SynthSpec {
             ));
         }
         crate::model::arch::lookup(&self.arch)?;
+        if let Some(m) = &self.moe {
+            if m.n_expert == 0 || m.n_expert_used == 0 || m.n_expert_used > m.n_expert {
+                return bad(format!(
+                    "{} experts with {} used is not valid",
+                    m.n_expert, m.n_expert_used
+                ));
+            }
+            if self.arch == "llama" && m.n_ff_exp != self.n_ff {
+                return bad("a llama model's experts are n_ff wide".into());
+            }
+            if m.n_ff_exp % self.weight_type.block_size() != 0 {
+                return bad(format!(
+                    "weight_type {} needs rows that are multiples of {}, not {}",
+                    self.weight_type,
+                    self.weight_type.block_size(),
+                    m.n_ff_exp
+                ));
+            }
+        } else if self.arch == "qwen3moe" {
+            return bad("qwen3moe needs experts".into());
+        }
         let hd = self.head_dim();
         if (self.head_dim.is_none() && self.n_embd % self.n_head != 0) || hd == 0 || hd % 2 != 0 {
             return bad(format!(
@@ -242,6 +304,13 @@ pub fn synth_model(
     if let Some(n) = spec.sliding_window {
         w.set(format!("{a}.attention.sliding_window"), u(n));
     }
+    if let Some(m) = &spec.moe {
+        w.set(format!("{a}.expert_count"), u(m.n_expert));
+        w.set(format!("{a}.expert_used_count"), u(m.n_expert_used));
+        if a != "llama" {
+            w.set(format!("{a}.expert_feed_forward_length"), u(m.n_ff_exp));
+        }
+    }
     let n_vocab = match tokenizer_from {
         Some(src) => {
             for (k, v) in src.metadata() {
@@ -320,13 +389,15 @@ pub fn synth_model(
         }
         add(&mut w, p("attn_output"), wt, q, e, 1.0 / (q as f32).sqrt())?;
         add(&mut w, p("ffn_norm"), GgmlType::F32, e, 1, 0.0)?;
-        if fused {
-            add(&mut w, p("ffn_up"), wt, e, 2 * f, amp)?;
-        } else {
-            add(&mut w, p("ffn_gate"), wt, e, f, amp)?;
-            add(&mut w, p("ffn_up"), wt, e, f, amp)?;
+        if spec.moe.is_none() {
+            if fused {
+                add(&mut w, p("ffn_up"), wt, e, 2 * f, amp)?;
+            } else {
+                add(&mut w, p("ffn_gate"), wt, e, f, amp)?;
+                add(&mut w, p("ffn_up"), wt, e, f, amp)?;
+            }
+            add(&mut w, p("ffn_down"), wt, f, e, 1.0 / (f as f32).sqrt())?;
         }
-        add(&mut w, p("ffn_down"), wt, f, e, 1.0 / (f as f32).sqrt())?;
     }
     add(
         &mut w,
@@ -383,5 +454,40 @@ pub fn synth_model(
             extra(&mut w, p("post_ffw_norm.weight"), e, 1.0, 0.1)?;
         }
     }
+    if let Some(m) = &spec.moe {
+        add_experts(&mut w, &mut rng, spec, m)?;
+    }
     Ok(w)
+}
+
+/// Every layer's router and stacked experts (drawn last, after every dense
+/// tensor).
+fn add_experts(w: &mut GgufWriter, rng: &mut Rng, spec: &SynthSpec, m: &SynthMoe) -> Result<()> {
+    let (e, f, n, ty) = (spec.n_embd, m.n_ff_exp, m.n_expert, spec.weight_type);
+    let amp = 1.0 / (e as f32).sqrt();
+    for i in 0..spec.n_layer {
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        // A wider router spread, so the experts' probabilities differ.
+        let router = random_tensor(rng, ty, e * n, 4.0 * amp)?;
+        w.add_tensor(
+            p("ffn_gate_inp"),
+            ty,
+            &[e as u64, n as u64],
+            TensorData::Owned(router),
+        )?;
+        for (name, cols, rows, amp) in [
+            ("ffn_gate_exps", e, f, amp),
+            ("ffn_up_exps", e, f, amp),
+            ("ffn_down_exps", f, e, 1.0 / (f as f32).sqrt()),
+        ] {
+            let data = random_tensor(rng, ty, cols * rows * n, amp)?;
+            w.add_tensor(
+                p(name),
+                ty,
+                &[cols as u64, rows as u64, n as u64],
+                TensorData::Owned(data),
+            )?;
+        }
+    }
+    Ok(())
 }

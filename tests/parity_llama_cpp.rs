@@ -202,8 +202,11 @@ fn synthetic_models_match_llama_cpp() {
 /// embedding and query scaling, an 8-position sliding window shorter than
 /// the sequence on five of every six layers), `gemma2` (no Q/K norms,
 /// attention-score and final-logit soft-capping at low caps, the window on
-/// every other layer) and `phi3` (fused `attn_qkv` and gate/up `ffn_up`,
-/// queries scaled after RoPE), each over several weight types.
+/// every other layer), `phi3` (fused `attn_qkv` and gate/up `ffn_up`,
+/// queries scaled after RoPE), `qwen3moe` (20 experts, 4 used per token,
+/// and Qwen3-30B-A3B's 128 experts with 8 used: softmax router, introsort
+/// top-k, normalized weights) and Mixtral-style `llama` (8 experts, 2
+/// used), each over several weight types.
 ///
 /// llama.cpp runs without weight repacking, so every type takes its
 /// reference dot product; K-quant prompts stay under 8 tokens, below
@@ -228,14 +231,43 @@ fn synthetic_architectures_match_llama_cpp() {
         ("gemma3", &[Q8_0, Q5_0, Q4_K, Q6_K, F16][..]),
         ("gemma2", &[Q8_0, Q5_0, Q4_K, Q6_K, F16][..]),
         ("phi3", &[Q8_0, Q4_1, Q4_K, Q6_K, F16][..]),
+        ("qwen3moe", &[Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K, F16][..]),
+        // Qwen3-30B-A3B's router: 128 experts, 8 used per token.
+        ("qwen3moe-128", &[Q8_0, Q4_K][..]),
+        // Mixtral-style experts in the llama architecture.
+        ("mixtral", &[Q8_0, Q4_1, Q4_K, F16][..]),
     ];
+    // STRATA_PARITY_ARCH=NAME runs one family only (while working on it).
+    let only = std::env::var("STRATA_PARITY_ARCH").ok();
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for (arch, types) in cases {
+    for (name, types) in cases {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let arch = match name {
+            "mixtral" => "llama",
+            "qwen3moe-128" => "qwen3moe",
+            _ => name,
+        };
         for &ty in types {
-            let mut spec = SynthSpec::tiny_arch(arch, ty);
+            let mut spec = if name == "mixtral" {
+                SynthSpec::tiny_mixtral(ty)
+            } else {
+                SynthSpec::tiny_arch(arch, ty)
+            };
             spec.n_embd = 256;
             spec.n_ff = 512;
+            if let Some(m) = spec.moe.as_mut() {
+                if name == "qwen3moe-128" {
+                    (m.n_expert, m.n_expert_used) = (128, 8);
+                }
+                if arch == "llama" {
+                    m.n_ff_exp = spec.n_ff;
+                } else {
+                    m.n_ff_exp = m.n_ff_exp.next_multiple_of(ty.block_size());
+                }
+            }
             spec.n_head = 4;
             spec.n_head_kv = 2;
             spec.n_layer = match arch {
@@ -250,7 +282,7 @@ fn synthetic_architectures_match_llama_cpp() {
             // llama.cpp's gemma2 ties the output head to the embedding (a
             // separate `output.weight` would be a tensor it does not use).
             spec.separate_output = arch != "gemma2";
-            let path = dir.join(format!("synth-{arch}-{ty}.gguf"));
+            let path = dir.join(format!("synth-{name}-{ty}.gguf"));
             let mut w = synth_model(&spec, Some(&src)).unwrap();
             if arch == "gemma2" {
                 // Caps low enough that tanh bends the random model's
@@ -288,18 +320,18 @@ fn synthetic_architectures_match_llama_cpp() {
                 logits = s.feed(&[t]).unwrap();
             }
             report.push(format!(
-                "{arch} {ty}: max |diff| {worst:e} (batch of {}), {worst_step:e} ({} decode steps); largest logit {scale:.2}; {differing} logits differ in their bits",
+                "{name} {ty}: max |diff| {worst:e} (batch of {}), {worst_step:e} ({} decode steps); largest logit {scale:.2}; {differing} logits differ in their bits",
                 ids.len(),
                 tokens.len()
             ));
             if ty == F16 {
                 let tolerance = 1e-2 * scale.max(1.0);
                 if worst > tolerance || worst_step > tolerance {
-                    failures.push(format!("{arch} {ty}: {worst} / {worst_step} > {tolerance}"));
+                    failures.push(format!("{name} {ty}: {worst} / {worst_step} > {tolerance}"));
                 }
             } else if differing != 0 {
                 failures.push(format!(
-                    "{arch} {ty}: {differing} logits not bit-identical ({worst} / {worst_step})"
+                    "{name} {ty}: {differing} logits not bit-identical ({worst} / {worst_step})"
                 ));
             }
         }

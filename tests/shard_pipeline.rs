@@ -414,3 +414,42 @@ fn batched_frames_of_several_sessions_equal_each_alone_and_bad_frames_fail_alone
     ));
     assert_eq!(nodes[0].position(20), prompts[0].len());
 }
+
+/// A synthetic mixture-of-experts model (`qwen3moe`, 6 layers of 20
+/// experts, 4 used) split into three shard files: the pipeline gives the
+/// whole model's greedy tokens and final logits, the files carry the
+/// parent's digest and only their own layers' experts.
+#[test]
+fn three_shards_of_a_mixture_of_experts_model_match_the_whole_model() {
+    let dir = std::env::temp_dir().join(format!("strata-moe-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("qwen3moe.gguf");
+    let mut spec = strata::synth::SynthSpec::tiny_arch("qwen3moe", strata::quant::GgmlType::Q8_0);
+    spec.n_layer = 6;
+    strata::synth::synth_model(&spec, None)
+        .unwrap()
+        .write_file(&path)
+        .unwrap();
+    let p = [256u32, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114];
+    let (want_tokens, want_logits) = whole_greedy(&path, &p, 12);
+    let file = strata::gguf::GgufFile::open(&path).unwrap();
+    let files = shard::split(&file, &shard::even_ranges(6, 3).unwrap(), &dir, "moe").unwrap();
+    let nodes: Vec<ShardNode> = files.iter().map(|f| node(f, None, 2)).collect();
+    let digest = nodes[0].digest();
+    for (i, (f, n)) in files.iter().zip(&nodes).enumerate() {
+        assert_eq!(n.digest(), digest);
+        let sf = strata::gguf::GgufFile::open(f).unwrap();
+        let has = |l: usize| sf.tensor(&format!("blk.{l}.ffn_up_exps.weight")).is_some();
+        assert!(
+            (0..6).all(|l| has(l) == (l / 2 == i)),
+            "shard {i}'s experts"
+        );
+    }
+    let (tokens, logits) = pipeline_greedy(&nodes, digest, &p, 12);
+    assert_eq!(tokens, want_tokens);
+    assert!(logits
+        .iter()
+        .zip(&want_logits)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -126,7 +126,7 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
     if a.flag("json") {
         let v: Vec<_> = p
             .iter()
-            .map(|x| serde_json::json!({"node": x.node, "layers": [x.layers.start, x.layers.end], "weight_bytes": x.memory.weight_bytes, "kv_bytes": x.memory.kv_bytes_per_token * n_ctx as u64, "stage_time": x.stage_time}))
+            .map(|x| serde_json::json!({"node": x.node, "layers": [x.layers.start, x.layers.end], "weight_bytes": x.memory.weight_bytes, "active_bytes": x.memory.active_bytes, "kv_bytes": x.memory.kv_bytes_per_token * n_ctx as u64, "stage_time": x.stage_time}))
             .collect();
         println!("{}", serde_json::json!(v));
         return Ok(());
@@ -137,13 +137,17 @@ pub fn plan(raw: &[String]) -> Result<(), String> {
         cost.n_layer,
         nodes.len()
     );
+    if let Some(line) = crate::info::experts_line(&cost) {
+        println!("  {line}");
+    }
     for x in &p {
         println!(
-            "  {:<12} layers {:>3}..{:<3}  weights {:>8.1} MiB  KV {:>8.1} MiB  relative stage time {:.2}",
+            "  {:<12} layers {:>3}..{:<3}  weights {:>8.1} MiB  read per token {:>8.1} MiB  KV {:>8.1} MiB  relative stage time {:.2}",
             x.node,
             x.layers.start,
             x.layers.end,
             x.memory.weight_bytes as f64 / (1 << 20) as f64,
+            x.memory.active_bytes as f64 / (1 << 20) as f64,
             (x.memory.kv_bytes_per_token * n_ctx as u64) as f64 / (1 << 20) as f64,
             x.stage_time / slowest
         );

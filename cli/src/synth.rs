@@ -1,10 +1,10 @@
 //! `strata synth`: write a random-weight model of any supported family,
-//! shape and type.
+//! shape and type (mixture-of-experts ones included).
 
 use crate::args::Args;
 use strata::gguf::{GgufFile, Value};
 use strata::quant::GgmlType;
-use strata::synth::{synth_model, SynthSpec};
+use strata::synth::{synth_model, SynthMoe, SynthSpec};
 
 fn ty(name: &str) -> Result<GgmlType, String> {
     GgmlType::all()
@@ -31,6 +31,9 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         "arch",
         "yarn",
         "yarn-orig-ctx",
+        "experts",
+        "experts-used",
+        "expert-ff",
     ])?;
     let out = a.str("output").ok_or("synth needs -o OUT.gguf")?;
     let arch = a.str("arch").unwrap_or("llama");
@@ -44,6 +47,22 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     s.n_ctx = a.get("ctx-size")?.unwrap_or(4096);
     s.seed = a.get("seed")?.unwrap_or(1);
     s.separate_output = a.flag("separate-output");
+    if let Some(n) = a.get::<usize>("experts")? {
+        let used = a.get("experts-used")?.unwrap_or(2.min(n));
+        let ff = match a.get("expert-ff")? {
+            Some(f) => f,
+            None if arch == "llama" => s.n_ff,
+            None => s.moe.map_or(s.n_ff / used.max(1), |m| m.n_ff_exp),
+        };
+        s.moe = (n > 0).then_some(SynthMoe {
+            n_expert: n,
+            n_expert_used: used,
+            n_ff_exp: ff,
+        });
+    } else if let Some(m) = &mut s.moe {
+        m.n_expert_used = a.get("experts-used")?.unwrap_or(m.n_expert_used);
+        m.n_ff_exp = a.get("expert-ff")?.unwrap_or(m.n_ff_exp);
+    }
     if let Some(t) = a.str("type") {
         s.weight_type = ty(t)?;
     }

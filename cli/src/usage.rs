@@ -417,12 +417,17 @@ type (for tests and benchmarks).
 
 options:
   -o, --output FILE        the file to write (required)
-      --arch NAME          family: llama, qwen2, qwen3, gemma3, gemma2, phi3
-                           (default: llama; qwen2 gets Q/K/V biases, gemma2
-                           and gemma3 an 8-position sliding window, phi3
-                           fused Q/K/V and gate/up tensors)
+      --arch NAME          family: llama, qwen2, qwen3, gemma3, gemma2, phi3,
+                           qwen3moe (default: llama; qwen2 gets Q/K/V biases,
+                           gemma2 and gemma3 an 8-position sliding window, phi3
+                           fused Q/K/V and gate/up tensors, qwen3moe 20 experts
+                           of width 64, 4 used)
       --yarn FACTOR        record YaRN RoPE scaling by FACTOR
       --yarn-orig-ctx N    YaRN's original context (default: --ctx-size)
+      --experts N          mixture-of-experts MLPs with N experts (llama:
+                           Mixtral-style, each --ff wide)
+      --experts-used K     experts per token (default: 2, or the family's)
+      --expert-ff N        rows of one expert (qwen3moe; default: 64)
       --layers N           blocks (default: {})
       --embd N             embedding length (default: {})
       --ff N               feed-forward length (default: 4 × --embd)

@@ -24,6 +24,7 @@ mod llama;
 mod phi3;
 mod qwen2;
 mod qwen3;
+mod qwen3moe;
 mod swa;
 
 use super::config::{Config, Hparams};
@@ -36,9 +37,10 @@ pub use llama::LLAMA;
 pub use phi3::PHI3;
 pub use qwen2::QWEN2;
 pub use qwen3::QWEN3;
+pub use qwen3moe::QWEN3MOE;
 
 /// Every supported architecture.
-pub const REGISTRY: &[&ArchSpec] = &[&LLAMA, &QWEN2, &QWEN3, &GEMMA3, &GEMMA2, &PHI3];
+pub const REGISTRY: &[&ArchSpec] = &[&LLAMA, &QWEN2, &QWEN3, &GEMMA3, &GEMMA2, &PHI3, &QWEN3MOE];
 
 /// What a model family changes in the shared transformer block.
 #[derive(Debug, Clone, Copy)]
@@ -127,7 +129,10 @@ mod tests {
         match lookup("mamba9") {
             Err(Error::UnknownArchitecture { name, supported }) => {
                 assert_eq!(name, "mamba9");
-                assert_eq!(supported, "llama, qwen2, qwen3, gemma3, gemma2, phi3");
+                assert_eq!(
+                    supported,
+                    "llama, qwen2, qwen3, gemma3, gemma2, phi3, qwen3moe"
+                );
             }
             other => panic!("{other:?}"),
         }

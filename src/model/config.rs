@@ -4,6 +4,7 @@
 //! its `hparams` function (see [`super::arch`]).
 
 use super::arch::{ArchSpec, BlockSpec};
+use super::moe::MoeConfig;
 use crate::gguf::GgufFile;
 use crate::ops::rope::{Rope, Yarn};
 use crate::{Error, Result};
@@ -71,6 +72,9 @@ pub struct Config {
     /// Sliding-window attention (`{arch}.attention.sliding_window`, for the
     /// families that use it); default none.
     pub swa: Option<SlidingWindow>,
+    /// Mixture-of-experts MLPs (`{arch}.expert_count` > 0); default none
+    /// (a dense MLP).
+    pub moe: Option<MoeConfig>,
 }
 
 /// Interleaved sliding-window and global attention layers.
@@ -259,6 +263,7 @@ impl Config {
             final_logit_softcap: None,
             attn_softcap: None,
             swa: None,
+            moe: MoeConfig::from_hparams(&h, n_ff)?,
         };
         (spec.hparams)(&h, &mut cfg)?;
         Ok(cfg)

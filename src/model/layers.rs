@@ -10,7 +10,8 @@
 
 use super::arch::Mlp;
 use super::config::{AttnScale, Config};
-use super::weights::LayerWeights;
+use super::moe;
+use super::weights::{Ffn, LayerWeights};
 use std::ops::Range;
 
 use crate::model::BatchItem;
@@ -40,6 +41,8 @@ pub struct Scratch {
     up: Vec<f32>,
     /// Quantized activations of the current matmul (sized by the matmul).
     pub(crate) act: Vec<u8>,
+    /// The mixture-of-experts MLP's buffers (empty for a dense model).
+    moe: moe::MoeScratch,
 }
 
 impl Scratch {
@@ -55,13 +58,18 @@ impl Scratch {
         fit(&mut self.v, n * cfg.v_width());
         fit(&mut self.att, n * cfg.n_head * cfg.head_dim_v);
         fit(&mut self.proj, n * cfg.n_embd);
-        fit(&mut self.gate, n * cfg.n_ff);
-        fit(&mut self.up, n * cfg.n_ff);
+        // A mixture-of-experts MLP keeps its own buffers.
+        let ff = if cfg.moe.is_some() { 0 } else { cfg.n_ff };
+        fit(&mut self.gate, n * ff);
+        fit(&mut self.up, n * ff);
         fit(&mut self.positions, 0);
         self.rows.clear();
         self.picked.clear();
         // Quantized activations take at most about 1.1 bytes per value.
         release_if_oversized(&mut self.act, 2 * n * cfg.n_embd.max(cfg.n_ff));
+        if let Some(m) = &cfg.moe {
+            self.moe.trim(m, cfg.n_embd, n);
+        }
     }
 }
 
@@ -107,6 +115,7 @@ pub fn block(
         gate,
         up,
         act,
+        moe: moe_scratch,
     } = s;
     let (x, positions) = (&mut x[..], &positions[..]);
     let n = positions.len();
@@ -183,18 +192,21 @@ pub fn block(
 
     // MLP.
     norm::rms_norm_into(x, &w.ffn_norm, cfg.rms_eps, h);
-    matmul_group(
-        [&w.w_gate, &w.w_up],
-        h,
-        n,
-        [&mut gate[..], &mut up[..]],
-        act,
-    );
-    match cfg.block.mlp {
-        Mlp::SwiGlu => act::swiglu(gate, up, cfg.n_ff),
-        Mlp::GeGlu => act::geglu(gate, up),
+    match &w.ffn {
+        Ffn::Moe(mw) => moe::ffn(mw, h, n, proj, act, moe_scratch),
+        Ffn::Dense {
+            gate: wg,
+            up: wu,
+            down: wd,
+        } => {
+            matmul_group([wg, wu], h, n, [&mut gate[..], &mut up[..]], act);
+            match cfg.block.mlp {
+                Mlp::SwiGlu => act::swiglu(gate, up, cfg.n_ff),
+                Mlp::GeGlu => act::geglu(gate, up),
+            }
+            matmul_with(wd, gate, n, proj, act);
+        }
     }
-    matmul_with(&w.w_down, gate, n, proj, act);
     if let Some(pn) = &w.post_ffn_norm {
         norm::rms_norm(proj, pn, cfg.rms_eps);
     }

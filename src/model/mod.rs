@@ -4,6 +4,7 @@
 pub mod arch;
 pub mod config;
 mod layers;
+pub mod moe;
 pub mod weights;
 
 use std::ops::Range;

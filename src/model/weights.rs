@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::config::Config;
+use super::moe::{self, MoeWeights};
 use crate::gguf::GgufFile;
 use crate::ops::Weight;
 use crate::quant::{self, GgmlType};
@@ -42,14 +43,25 @@ pub struct LayerWeights {
     pub post_attn_norm: Option<Vec<f32>>,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
-    /// `[n_ff rows][n_embd]`
-    pub w_gate: Weight,
-    /// `[n_ff rows][n_embd]`
-    pub w_up: Weight,
-    /// `[n_embd rows][n_ff]`
-    pub w_down: Weight,
+    /// The MLP: dense, or a mixture of experts.
+    pub ffn: Ffn,
     /// `[n_embd]`: RMSNorm of the MLP output (Gemma).
     pub post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A layer's MLP.
+#[derive(Debug)]
+pub enum Ffn {
+    Dense {
+        /// `[n_ff rows][n_embd]`
+        gate: Weight,
+        /// `[n_ff rows][n_embd]`
+        up: Weight,
+        /// `[n_embd rows][n_ff]`
+        down: Weight,
+    },
+    /// Experts chosen per token by a router (see [`super::moe`]).
+    Moe(MoeWeights),
 }
 
 /// Types a weight matrix may have (those with a dot product kernel).
@@ -144,7 +156,6 @@ impl Binder<'_> {
         };
         let b = cfg.block;
         let [wq, wk, wv] = self.qkv(&p, q, kv_k, kv_v, e)?;
-        let [w_gate, w_up] = self.gate_up(&p, cfg.n_ff, e)?;
         Ok(LayerWeights {
             index: i,
             attn_norm: self.vector(&p("attn_norm"), e)?,
@@ -160,9 +171,7 @@ impl Binder<'_> {
             bo: bias("attn_output", e)?,
             post_attn_norm: required(b.post_norms, "post_attention_norm", e)?,
             ffn_norm: self.vector(&p("ffn_norm"), e)?,
-            w_gate,
-            w_up,
-            w_down: self.matrix(&p("ffn_down"), e, cfg.n_ff)?,
+            ffn: self.ffn(cfg, i)?,
             post_ffn_norm: required(b.post_norms, "post_ffw_norm", e)?,
         })
     }
@@ -217,6 +226,35 @@ impl Binder<'_> {
             split(&fused, "gate", 0..n_ff)?,
             split(&fused, "up", n_ff..2 * n_ff)?,
         ])
+    }
+
+    /// Layer `i`'s MLP: the experts when the config has them; otherwise
+    /// the dense matrices, and expert tensors are an error (a file whose
+    /// metadata says it has no experts).
+    fn ffn(&self, cfg: &Config, i: usize) -> Result<Ffn> {
+        let e = cfg.n_embd;
+        if let Some(m) = &cfg.moe {
+            return moe::bind(self, m, e, i).map(Ffn::Moe);
+        }
+        if let Some(name) = moe::tensor_names(i)
+            .into_iter()
+            .find(|n| self.file.tensor(n).is_some())
+        {
+            return Err(Error::BadTensor {
+                name,
+                reason: format!(
+                    "an expert tensor, but {}.expert_count is 0 or absent",
+                    cfg.arch
+                ),
+            });
+        }
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        let [gate, up] = self.gate_up(&p, cfg.n_ff, e)?;
+        Ok(Ffn::Dense {
+            gate,
+            up,
+            down: self.matrix(&p("ffn_down"), e, cfg.n_ff)?,
+        })
     }
 
     pub fn layers(&self, cfg: &Config, range: Range<usize>) -> Result<Vec<LayerWeights>> {

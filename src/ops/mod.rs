@@ -10,6 +10,7 @@
 pub mod act;
 pub mod attention;
 pub mod matmul;
+pub mod moe;
 pub mod norm;
 pub mod rope;
 #[cfg(target_arch = "x86_64")]

@@ -15,6 +15,9 @@ pub struct MemoryEstimate {
     pub weight_bytes: u64,
     /// KV cache bytes per position of context (f16 keys and values).
     pub kv_bytes_per_token: u64,
+    /// Weight bytes one decode step reads: `weight_bytes` less the experts
+    /// a token does not use (equal to `weight_bytes` for a dense model).
+    pub active_bytes: u64,
 }
 
 impl MemoryEstimate {
@@ -40,6 +43,13 @@ pub struct ModelCost {
     pub head_bytes: u64,
     pub tied: bool,
     pub kv_bytes_per_token_per_layer: u64,
+    /// Mixture-of-experts models: bytes of each block's stacked expert
+    /// tensors (`blk.N.ffn_*_exps`), all zero for a dense model.
+    pub expert_layer_bytes: Vec<u64>,
+    /// `{arch}.expert_count` (0: dense).
+    pub n_expert: usize,
+    /// `{arch}.expert_used_count`.
+    pub n_expert_used: usize,
 }
 
 impl ModelCost {
@@ -78,6 +88,15 @@ impl ModelCost {
                      with keys of {kd} and values of {vd}"
                 ),
             })?;
+        let opt = |k: &str| file.get(&key(k)).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let (n_expert, n_expert_used) = (opt("expert_count"), opt("expert_used_count"));
+        if n_expert_used > n_expert {
+            return Err(Error::Malformed {
+                offset: 0,
+                reason: format!("{n_expert_used} experts used per token of {n_expert}"),
+            });
+        }
+        let mut expert_layer_bytes = vec![0u64; n_layer];
         let tied = file.tensor("output.weight").is_none();
         // Tensor sizes need no check: the reader keeps tensors apart and
         // inside the file, so their sums are at most its length.
@@ -103,6 +122,9 @@ impl ModelCost {
             {
                 if all.contains(&i) {
                     layer_bytes[i] += t.size;
+                    if n_expert > 0 && t.name.ends_with("_exps.weight") {
+                        expert_layer_bytes[i] += t.size;
+                    }
                 }
             }
         }
@@ -113,7 +135,24 @@ impl ModelCost {
             head_bytes,
             tied,
             kv_bytes_per_token_per_layer,
+            expert_layer_bytes,
+            n_expert,
+            n_expert_used,
         })
+    }
+
+    /// Bytes of the experts a token does not use in the layers `r`.
+    fn idle_expert_bytes(&self, r: &Range<usize>) -> u64 {
+        if self.n_expert == 0 {
+            return 0;
+        }
+        let idle = (self.n_expert - self.n_expert_used.min(self.n_expert)) as u128;
+        self.expert_layer_bytes
+            .get(r.clone())
+            .unwrap_or(&[])
+            .iter()
+            .map(|&b| (b as u128 * idle / self.n_expert as u128) as u64)
+            .fold(0, u64::saturating_add)
     }
 
     /// Memory for the layer range `r`. Sums saturate (see
@@ -130,6 +169,7 @@ impl ModelCost {
             w = w.saturating_add(self.head_bytes);
         }
         MemoryEstimate {
+            active_bytes: w.saturating_sub(self.idle_expert_bytes(r)),
             weight_bytes: w,
             kv_bytes_per_token: self
                 .kv_bytes_per_token_per_layer
@@ -155,7 +195,8 @@ pub struct Assignment {
     pub node: String,
     pub layers: Range<usize>,
     pub memory: MemoryEstimate,
-    /// Weight bytes / speed: the stage's relative time per token.
+    /// Bytes a decode step reads (`memory.active_bytes`) / speed: the
+    /// stage's relative time per token.
     pub stage_time: f64,
 }
 
@@ -186,7 +227,7 @@ pub fn plan(cost: &ModelCost, nodes: &[NodeSpec], n_ctx: usize) -> Result<Vec<As
             let mut end = start;
             while end < cost.n_layer {
                 let m = cost.estimate(&(start..end + 1));
-                if m.total(n_ctx) > n.free_bytes || m.weight_bytes as f64 / n.speed > bound {
+                if m.total(n_ctx) > n.free_bytes || m.active_bytes as f64 / n.speed > bound {
                     break;
                 }
                 end += 1;
@@ -197,14 +238,14 @@ pub fn plan(cost: &ModelCost, nodes: &[NodeSpec], n_ctx: usize) -> Result<Vec<As
                     node: n.name.clone(),
                     layers: start..end,
                     memory: m,
-                    stage_time: m.weight_bytes as f64 / n.speed,
+                    stage_time: m.active_bytes as f64 / n.speed,
                 });
                 start = end;
             }
         }
         (start == cost.n_layer).then_some(out)
     };
-    let total: u64 = cost.estimate(&(0..cost.n_layer)).weight_bytes;
+    let total: u64 = cost.estimate(&(0..cost.n_layer)).active_bytes;
     let slowest = nodes.iter().map(|n| n.speed).fold(f64::INFINITY, f64::min);
     let (mut lo, mut hi) = (0.0, total as f64 / slowest * 1.0001 + 1.0);
     let mut best = assign(hi).ok_or_else(|| {
@@ -238,6 +279,9 @@ mod tests {
             head_bytes: 10,
             tied: true,
             kv_bytes_per_token_per_layer: 1,
+            expert_layer_bytes: vec![0; 12],
+            n_expert: 0,
+            n_expert_used: 0,
         }
     }
 
@@ -247,6 +291,20 @@ mod tests {
             free_bytes: free,
             speed,
         }
+    }
+
+    /// Experts a token does not use count for memory, not for stage time.
+    #[test]
+    fn idle_experts_are_memory_but_not_time() {
+        let mut c = cost();
+        c.expert_layer_bytes = vec![80; 12];
+        (c.n_expert, c.n_expert_used) = (8, 2);
+        let m = c.estimate(&(2..4));
+        assert_eq!(m.weight_bytes, 200);
+        assert_eq!(m.active_bytes, 200 - 2 * 60);
+        let p = plan(&c, &[node("a", 10_000, 1.0)], 16).unwrap();
+        assert_eq!(p[0].memory.weight_bytes, 1260);
+        assert_eq!(p[0].stage_time, (1260 - 12 * 60) as f64);
     }
 
     #[test]
