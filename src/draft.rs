@@ -208,8 +208,8 @@ impl Default for Lookup {
     fn default() -> Self {
         Lookup {
             max_draft: 8,
-            min_ngram: 2,
-            max_ngram: 4,
+            min_ngram: 3,
+            max_ngram: 5,
         }
     }
 }
@@ -262,7 +262,9 @@ impl Lookup {
 /// drafted token that is not accepted costs a row of compute for nothing
 /// (on a model with a large vocabulary, mostly the output head's), so the
 /// draft grows while whole drafts are accepted, shrinks to what was
-/// accepted when one is cut short, and pauses, for longer each time,
+/// accepted when one is cut short (never below [`Pacer::MIN_DRAFT`]: a
+/// pass over two tokens costs most of two single steps on a small CPU, so
+/// a one-token draft almost never pays), and pauses, for longer each time,
 /// after drafts of which nothing was accepted. Which tokens come out never
 /// depends on it, only how many passes they take.
 #[derive(Debug, Clone)]
@@ -277,7 +279,9 @@ pub struct Pacer {
 
 impl Pacer {
     /// The longest pause, in draft chances.
-    const MAX_BACKOFF: usize = 16;
+    const MAX_BACKOFF: usize = 32;
+    /// The shortest draft once drafts have failed.
+    pub const MIN_DRAFT: usize = 2;
 
     /// Drafts of at most `max` tokens, starting at `max`.
     pub fn new(max: usize) -> Pacer {
@@ -308,11 +312,11 @@ impl Pacer {
             self.cap = (self.cap + 2).min(self.max);
             self.backoff = 0;
         } else if accepted == 0 {
-            self.cap = 1;
-            self.backoff = (self.backoff * 2).clamp(1, Self::MAX_BACKOFF);
+            self.cap = Self::MIN_DRAFT.min(self.max);
+            self.backoff = (self.backoff * 2).clamp(2, Self::MAX_BACKOFF);
             self.skip = self.backoff;
         } else {
-            self.cap = (accepted + 1).min(self.max);
+            self.cap = (accepted + 1).max(Self::MIN_DRAFT).min(self.max);
             self.backoff = 0;
         }
     }
@@ -389,14 +393,21 @@ mod tests {
         p.record(8, 8);
         assert_eq!(p.next_limit(), 8);
         p.record(8, 0);
-        // One chance passed up, then a draft of one.
-        assert_eq!((p.next_limit(), p.next_limit()), (0, 1));
-        p.record(1, 0);
-        assert_eq!((p.next_limit(), p.next_limit(), p.next_limit()), (0, 0, 1));
-        p.record(1, 1);
-        assert_eq!(p.next_limit(), 3);
+        // Two chances passed up, then a draft of two.
+        assert_eq!((p.next_limit(), p.next_limit(), p.next_limit()), (0, 0, 2));
+        p.record(2, 0);
+        let next: Vec<usize> = (0..5).map(|_| p.next_limit()).collect();
+        assert_eq!(next, [0, 0, 0, 0, 2]);
+        p.record(2, 1);
+        assert_eq!(p.next_limit(), 2);
+        p.record(2, 2);
+        assert_eq!(p.next_limit(), 4);
         p.record(0, 0);
-        assert_eq!(p.next_limit(), 3);
+        assert_eq!(p.next_limit(), 4);
+        // A one-token limit stays one.
+        let mut one = Pacer::new(1);
+        one.record(1, 0);
+        assert_eq!((one.next_limit(), one.next_limit(), one.next_limit()), (0, 0, 1));
     }
 
     #[test]
