@@ -10,8 +10,9 @@
 #      Go, make; it installs those itself too).
 #   2. The real models (scripts/fetch-models.sh: pip, checked by sha256).
 #   3. cargo fmt --check; the library (NEON kernels included) compiled for
-#      aarch64, and tests/receipts_across_machines.rs cross-built for it and
-#      run under qemu-aarch64 (.cargo/config.toml names the linker and the
+#      aarch64; its kernel unit tests (NEON against the scalar twins, random
+#      rows and the real models' tensors) and tests/receipts_across_machines.rs
+#      cross-built for it and run under qemu-aarch64 (.cargo/config.toml names the linker and the
 #      runner), once with the NEON kernels and once with the scalar
 #      reference: receipts made on x86-64 are remade there bit for bit.
 #   4. Every Rust test of the workspace, optimised (the model-level tests
@@ -62,6 +63,8 @@ log "the library (NEON kernels included) compiles for aarch64"
 if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
   || timeout 600 rustup target add aarch64-unknown-linux-gnu; then
   cargo check --release --target aarch64-unknown-linux-gnu --lib
+  log "the NEON kernels against their scalar twins on aarch64 (qemu-aarch64)"
+  cargo test --release --target aarch64-unknown-linux-gnu --lib kernels::
   log "receipts on aarch64 (qemu-aarch64): the NEON kernels, then the scalar reference"
   STRATA_ISA=neon cargo test --release --target aarch64-unknown-linux-gnu \
     --test receipts_across_machines
