@@ -61,7 +61,12 @@ fn load(path: &Path) -> Arc<Model> {
 }
 
 /// llama-perplexity's figure from llama.cpp's own tokens and logits.
-fn llama_cpp_ppl(path: &Path, text: &str, opts: &PerplexityOptions) -> (NllSums, Vec<u32>) {
+fn llama_cpp_ppl(
+    path: &Path,
+    text: &str,
+    opts: &PerplexityOptions,
+    bos: Option<u32>,
+) -> (NllSums, Vec<u32>) {
     common::llama_cpp_reference_path();
     let r = Reference::load(
         path,
@@ -74,10 +79,8 @@ fn llama_cpp_ppl(path: &Path, text: &str, opts: &PerplexityOptions) -> (NllSums,
     )
     .unwrap();
     let tokens = r.tokenize(text, true, false);
-    // BOS replaces each chunk's first token (both models add one).
-    let bos = tokens[0];
     let mut sums = NllSums::default();
-    for chunk in chunks(&tokens, opts, Some(bos)).unwrap() {
+    for chunk in chunks(&tokens, opts, bos).unwrap() {
         let logits = r.logits_all(&chunk).unwrap();
         score_chunk(&chunk, |j| &logits[j], &mut sums);
     }
@@ -100,7 +103,16 @@ fn perplexity_equals_llama_cpp_on_both_models() {
         let ours = perplexity(&model, &text, &opts, KlMode::None, |c| running.push(c.ppl)).unwrap();
         let ours_s = t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
-        let (theirs, tokens) = llama_cpp_ppl(&path, &text, &opts);
+        // BOS replaces each chunk's first token where the model adds one
+        // (Gemma 3 does, SmolLM2 does not), as in llama-perplexity.
+        let tok = model.tokenizer();
+        let bos = tok.add_bos().then(|| tok.bos().unwrap());
+        let (theirs, tokens) = llama_cpp_ppl(&path, &text, &opts, bos);
+        assert_eq!(
+            tok.encode(&text, true, false).unwrap(),
+            tokens,
+            "tokenizations differ"
+        );
         let theirs_s = t.elapsed().as_secs_f64();
         assert!(
             ours.text_tokens >= 20_000,
@@ -108,7 +120,7 @@ fn perplexity_equals_llama_cpp_on_both_models() {
             path.display(),
             ours.text_tokens
         );
-        assert_eq!(ours.text_tokens, tokens.len(), "tokenizations differ");
+        assert_eq!(ours.text_tokens, tokens.len());
         assert_eq!(ours.sums.count, theirs.count);
         assert_eq!(ours.chunks, 8);
         assert_eq!(running.len(), ours.chunks);
@@ -162,7 +174,11 @@ fn kl_divergence_against_a_saved_base() {
     // Only the 16-bit quantization of the base separates the two.
     assert!(k.mean().abs() < 1e-4, "{}", k.mean());
     assert!(k.same_top_share() > 0.99);
-    assert!(((k.base.ppl() - saved.sums.ppl()) / saved.sums.ppl()).abs() < 1e-3);
+    // The base's own figure is a little lower: a token more than 16 below
+    // the top log-probability is kept at the bottom of the window (as in
+    // llama.cpp's format), which caps its negative log-likelihood.
+    let rel = (k.base.ppl() - saved.sums.ppl()) / saved.sums.ppl();
+    assert!((-0.02..=1e-4).contains(&rel), "{rel}");
 
     // Another model's distributions are far from the base: here the same
     // text scored by Gemma's tokenizer is refused (another vocabulary).
