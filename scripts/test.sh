@@ -4,12 +4,17 @@
 #
 #   1. apt packages when missing: cmake, clang and libclang-dev (llama.cpp,
 #      the parity reference behind the `llama-cpp` feature, builds with
-#      cmake; its bindings need libclang), the aarch64 cross compiler (the
-#      aarch64 check builds blake3's C code), and what bindings/test-all.sh
-#      needs (valgrind, g++, Go, make; it installs those itself too).
+#      cmake; its bindings need libclang), the aarch64 cross compiler and
+#      qemu-user (the aarch64 tests are cross-built and run under
+#      qemu-aarch64), and what bindings/test-all.sh needs (valgrind, g++,
+#      Go, make; it installs those itself too).
 #   2. The real models (scripts/fetch-models.sh: pip, checked by sha256).
-#   3. cargo fmt --check, and a check that the library (NEON kernels
-#      included) compiles for aarch64.
+#   3. cargo fmt --check; the library (NEON kernels included) compiled for
+#      aarch64; its kernel unit tests (NEON against the scalar twins, random
+#      rows and the real models' tensors) and tests/receipts_across_machines.rs
+#      cross-built for it and run under qemu-aarch64 (.cargo/config.toml names the linker and the
+#      runner), once with the NEON kernels and once with the scalar
+#      reference: receipts made on x86-64 are remade there bit for bit.
 #   4. Every Rust test of the workspace, optimised (the model-level tests
 #      are slow without), with llama.cpp linked as the parity reference;
 #      it also regenerates include/strata.h and fails on any difference.
@@ -31,6 +36,7 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need_apt+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null 2>&1 || need_apt+=(qemu-user)
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
@@ -57,10 +63,17 @@ log "the library (NEON kernels included) compiles for aarch64"
 if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
   || timeout 600 rustup target add aarch64-unknown-linux-gnu; then
   cargo check --release --target aarch64-unknown-linux-gnu --lib
+  log "the NEON kernels against their scalar twins on aarch64 (qemu-aarch64)"
+  cargo test --release --target aarch64-unknown-linux-gnu --lib kernels::
+  log "receipts on aarch64 (qemu-aarch64): the NEON kernels, then the scalar reference"
+  STRATA_ISA=neon cargo test --release --target aarch64-unknown-linux-gnu \
+    --test receipts_across_machines
+  STRATA_FORCE_SCALAR=1 cargo test --release --target aarch64-unknown-linux-gnu \
+    --test receipts_across_machines
 else
   # The target's standard library comes from rustup's servers, not a
   # package registry; without them the check cannot run here.
-  log "SKIPPED the aarch64 check: rustup could not install the target"
+  log "SKIPPED the aarch64 check and the aarch64 receipts: rustup could not install the target"
 fi
 
 log "Rust tests"

@@ -121,6 +121,10 @@ pub enum Error {
     ReceiptMalformed { field: &'static str, reason: String },
     #[error("{what} needs a model loaded with Numerics::BatchInvariant (only that mode gives the same bits however the tokens are split into forward calls)")]
     NeedsBatchInvariant { what: &'static str },
+    #[error("KL-divergence base file: {reason}")]
+    KlBaseMalformed { reason: String },
+    #[error("perplexity: {reason}")]
+    PerplexityInput { reason: String },
     #[error("batch item {index}: {source}")]
     BatchItem {
         index: usize,

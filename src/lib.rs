@@ -14,6 +14,7 @@ pub mod kv_cache;
 pub mod model;
 pub mod model_cache;
 pub mod ops;
+pub mod perplexity;
 pub mod quant;
 pub mod receipt;
 #[cfg(feature = "llama-cpp")]

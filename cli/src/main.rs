@@ -7,6 +7,7 @@ mod chat;
 mod fetch;
 mod generate;
 mod info;
+mod perplexity;
 mod serve;
 mod shard;
 mod synth;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         "synth" => (usage::synth, synth::run(rest)),
         "serve" => (usage::serve, serve::run(rest)),
         "verify" => (usage::verify, verify::run(rest)),
+        "perplexity" => (usage::perplexity, perplexity::run(rest)),
         "bench" => (usage::bench, bench::run(rest)),
         // Internal: one engine of `strata bench`, driven over stdin/stdout.
         "bench-worker" => (usage::bench_worker, bench_worker::run(rest)),

@@ -17,6 +17,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "verify",
         "check a generation's receipt exactly, in one batched pass",
     ),
+    (
+        "perplexity",
+        "a model's perplexity over a text (as llama-perplexity), and KL-divergence",
+    ),
     ("info", "print a GGUF file's metadata and tensor table"),
     (
         "bench",
@@ -169,6 +173,37 @@ options:
 {}
       --json               print one JSON object (verdict, message, and the
                            position or fingerprint) instead of a line
+  -h, --help               print this help
+",
+        threads()
+    )
+}
+
+pub fn perplexity() -> String {
+    format!(
+        "\
+usage: strata perplexity -f TEXT_FILE [options]
+
+Perplexity over a text, computed as llama.cpp's llama-perplexity does: the
+text is tokenized once (with BOS), cut into non-overlapping chunks of -c
+tokens, each evaluated from an empty cache with BOS first, and scored on its
+second half. Prints the running estimate after each chunk ([i]ppl,) with a
+progress bar on stderr, then the final value with its error.
+
+options:
+{MODEL}
+  -f, --file FILE          the text (at least 2 chunks' worth of tokens)
+  -c, --ctx-size N         tokens per chunk (default: 512)
+  -b, --batch-size N       tokens per forward call (default: the chunk size)
+      --chunks N           score at most N chunks (default: all)
+{}
+      --kl-divergence-base FILE
+                           without --kl-divergence: save this run's
+                           log-probabilities there (16 bits each, for every
+                           scored position; the format is in
+                           src/perplexity.rs); with it: read them and report
+                           the mean KL-divergence of this model against them
+      --kl-divergence      compare against --kl-divergence-base
   -h, --help               print this help
 ",
         threads()
@@ -465,6 +500,7 @@ pub fn of(path: &[String]) -> Option<String> {
         ["chat"] => chat(),
         ["serve"] => serve(),
         ["verify"] => verify(),
+        ["perplexity"] => perplexity(),
         ["info"] => info(),
         ["bench"] => bench(),
         ["bench-worker"] => bench_worker(),

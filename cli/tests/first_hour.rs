@@ -60,6 +60,7 @@ const COMMANDS: &[&[&str]] = &[
     &["synth"],
     &["serve"],
     &["verify"],
+    &["perplexity"],
 ];
 
 #[test]

@@ -144,7 +144,9 @@ impl strata_status {
             Error::KvBudget { .. } => STRATA_KV_BUDGET,
             Error::SchedulerStopped => STRATA_STOPPED,
             Error::ReceiptMalformed { .. } => STRATA_RECEIPT_MALFORMED,
-            Error::NeedsBatchInvariant { .. } => STRATA_INVALID_ARGUMENT,
+            Error::NeedsBatchInvariant { .. }
+            | Error::KlBaseMalformed { .. }
+            | Error::PerplexityInput { .. } => STRATA_INVALID_ARGUMENT,
             Error::BatchItem { source, .. } => strata_status::of(source),
             // A variant added to `Error` later maps here until it gets a code.
             _ => STRATA_INTERNAL,
