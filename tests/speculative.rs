@@ -308,7 +308,10 @@ fn draft_model_decoding_is_plain_decoding_on_smollm2() {
         let s = same_as_plain(&target, &prompt, &params, draft, 512);
         let d = s.completion.timings.draft;
         eprintln!("draft model, max {max_draft}: {d:?}");
-        assert!(d.accepted >= 8, "{d:?}");
+        // Greedy: the draft agrees almost always; sampled: where the draw
+        // lands on the draft's greedy pick.
+        let least = if max_draft == 6 { 16 } else { 1 };
+        assert!(d.accepted >= least, "{d:?}");
     }
     // A random-weight model with SmolLM2's vocabulary: drafts are rejected,
     // the output is still plain decoding's.
