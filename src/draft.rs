@@ -407,7 +407,10 @@ mod tests {
         // A one-token limit stays one.
         let mut one = Pacer::new(1);
         one.record(1, 0);
-        assert_eq!((one.next_limit(), one.next_limit(), one.next_limit()), (0, 0, 1));
+        assert_eq!(
+            (one.next_limit(), one.next_limit(), one.next_limit()),
+            (0, 0, 1)
+        );
     }
 
     #[test]
