@@ -207,7 +207,7 @@ pub struct Lookup {
 impl Default for Lookup {
     fn default() -> Self {
         Lookup {
-            max_draft: 8,
+            max_draft: DEFAULT_MAX_DRAFT,
             min_ngram: 3,
             max_ngram: 5,
         }
@@ -216,6 +216,9 @@ impl Default for Lookup {
 
 /// The most tokens one pass may draft.
 pub const MAX_DRAFT: usize = 64;
+
+/// Tokens drafted per pass where the caller names no number.
+pub const DEFAULT_MAX_DRAFT: usize = 8;
 
 impl Lookup {
     /// Checks the settings.

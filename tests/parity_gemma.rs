@@ -22,7 +22,7 @@ mod common;
 use std::sync::Arc;
 
 use strata::reference::{RefOptions, Reference};
-use strata::{GenerateParams, LoadOptions, Model, Session, SessionOptions};
+use strata::{GenerateParams, Model, Numerics, Session, SessionOptions};
 
 /// Against llama.cpp's default kernels (repacked Q4_K), whose summation
 /// order differs: observed about 1.2 on this text.
@@ -44,17 +44,7 @@ fn reference(path: &std::path::Path, repack_weights: bool) -> Reference {
 }
 
 fn load(path: &std::path::Path) -> Arc<Model> {
-    Arc::new(
-        Model::load(
-            path,
-            &LoadOptions {
-                n_threads: Some(2),
-                layers: None,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
+    common::load(path, Numerics::LlamaCpp)
 }
 
 fn greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {

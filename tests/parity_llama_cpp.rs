@@ -28,7 +28,7 @@ use strata::gguf::{GgufFile, Value};
 use strata::quant::GgmlType;
 use strata::reference::{RefOptions, Reference};
 use strata::synth::{synth_model, SynthSpec};
-use strata::{GenerateParams, LoadOptions, Model, Session, SessionOptions};
+use strata::{GenerateParams, Model, Numerics, Session, SessionOptions};
 
 /// llama.cpp's reference path (see the module docs).
 fn reference(path: &std::path::Path) -> Reference {
@@ -44,17 +44,7 @@ fn reference(path: &std::path::Path) -> Reference {
 }
 
 fn load(path: &std::path::Path) -> Arc<Model> {
-    Arc::new(
-        Model::load(
-            path,
-            &LoadOptions {
-                n_threads: Some(2),
-                layers: None,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
+    common::load(path, Numerics::LlamaCpp)
 }
 
 fn greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {

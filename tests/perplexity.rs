@@ -16,7 +16,7 @@ use strata::perplexity::{
     chunks, perplexity, score_chunk, KlBase, KlBaseWriter, KlMode, NllSums, PerplexityOptions,
 };
 use strata::reference::{RefOptions, Reference};
-use strata::{Error, LoadOptions, Model, Numerics};
+use strata::{Error, Model, Numerics};
 
 /// The repository's documentation, concatenated (README, benchmarks, the
 /// format documents, the bindings' READMEs).
@@ -47,17 +47,7 @@ fn documentation() -> String {
 }
 
 fn load(path: &Path) -> Arc<Model> {
-    Arc::new(
-        Model::load(
-            path,
-            &LoadOptions {
-                n_threads: Some(2),
-                layers: None,
-                numerics: Numerics::LlamaCpp,
-            },
-        )
-        .unwrap(),
-    )
+    common::load(path, Numerics::LlamaCpp)
 }
 
 /// llama-perplexity's figure from llama.cpp's own tokens and logits.

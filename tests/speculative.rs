@@ -106,12 +106,7 @@ fn same_as_plain(
 }
 
 fn real(path: std::path::PathBuf) -> Arc<Model> {
-    let opts = LoadOptions {
-        n_threads: Some(2),
-        numerics: Numerics::BatchInvariant,
-        ..Default::default()
-    };
-    Arc::new(Model::load(&path, &opts).unwrap())
+    common::load(&path, Numerics::BatchInvariant)
 }
 
 fn hot(seed: u64) -> SamplerParams {

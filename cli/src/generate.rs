@@ -49,7 +49,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
         }
         return crate::shard::generate_routed(&a, route, &prompt, json);
     }
-    let params = GenerateParams {
+    let mut params = GenerateParams {
         max_tokens: a
             .get("n-predict")?
             .unwrap_or(crate::usage::GENERATE_N_PREDICT),
@@ -60,7 +60,6 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     let path = crate::model_path(&a)?;
     let mut load = crate::load_options(&a)?;
     let draft_max: Option<usize> = a.get("draft-max")?;
-    let mut params = params;
     params.draft = match (lookup, a.str("draft")) {
         (None, None) if draft_max.is_some() => return Err("--draft-max needs --draft MODEL".into()),
         (None, None) => strata::Draft::None,
@@ -69,7 +68,7 @@ pub fn run(raw: &[String]) -> Result<(), String> {
             let draft = Model::load(file, &load).map_err(|e| format!("--draft {file}: {e}"))?;
             strata::Draft::Model(strata::draft::DraftModel {
                 model: Arc::new(draft),
-                max_draft: draft_max.unwrap_or(8),
+                max_draft: draft_max.unwrap_or(strata::draft::DEFAULT_MAX_DRAFT),
             })
         }
         (Some(_), Some(_)) => return Err("give --lookup or --draft, not both".into()),

@@ -6,13 +6,29 @@ mod common;
 use common::smollm2;
 use std::process::Command;
 
+/// `strata generate -m MODEL ARGS.. --json`, which must succeed, parsed.
+fn generate_json(model: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["generate", "-m"])
+        .arg(model)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "strata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
 #[test]
 fn generate_json_matches_llama_cpp_greedy() {
     let model = smollm2();
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["generate", "-m"])
-        .arg(&model)
-        .args([
+    let v = generate_json(
+        &model,
+        &[
             "-p",
             "The capital of France is",
             "-n",
@@ -21,17 +37,8 @@ fn generate_json_matches_llama_cpp_greedy() {
             "0",
             "-t",
             "2",
-            "--json",
-        ])
-        .output()
-        .expect("run strata");
-    assert!(
-        out.status.success(),
-        "strata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     let ids = |k: &str| -> Vec<u32> {
         v[k].as_array()
             .unwrap_or_else(|| panic!("{k} missing"))
@@ -106,22 +113,10 @@ fn lookup_generation_from_a_file_equals_plain_decoding() {
         &prompt,
     )
     .unwrap();
-    let run = |extra: &[&str]| -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["generate", "-m"])
-            .arg(&model)
-            .arg("-f")
-            .arg(&prompt)
-            .args(["-n", "40", "--temp", "0", "-t", "2", "--json"])
-            .args(extra)
-            .output()
-            .expect("run strata");
-        assert!(
-            out.status.success(),
-            "strata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+    let prompt_arg = prompt.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let base = ["-f", prompt_arg, "-n", "40", "--temp", "0", "-t", "2"];
+        generate_json(&model, &[&base[..], extra].concat())
     };
     // A receipt puts plain decoding in the batch-invariant mode too.
     let receipt = dir.join("r.json");

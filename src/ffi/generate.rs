@@ -189,7 +189,7 @@ pub(super) unsafe fn request(options: *const strata_generate_options) -> FfiResu
         (0, false) => Draft::Model(DraftModel {
             model: Arc::clone(&strata_model::get(o.draft_model)?.model),
             max_draft: match o.draft_model_max {
-                0 => 8,
+                0 => crate::draft::DEFAULT_MAX_DRAFT,
                 n => n as usize,
             },
         }),

@@ -184,6 +184,16 @@ pub fn tokenizer_edge_inputs() -> Vec<String> {
     inputs
 }
 
+/// A model file loaded whole on 2 threads in `numerics`.
+pub fn load(path: &std::path::Path, numerics: Numerics) -> Arc<Model> {
+    let opts = LoadOptions {
+        n_threads: Some(2),
+        layers: None,
+        numerics,
+    };
+    Arc::new(Model::load(path, &opts).unwrap())
+}
+
 /// A tiny random-weight llama model with weights of type `ty` (256 wide
 /// for the K-quants, whose rows are whole 256-value blocks).
 pub fn tiny_model(ty: GgmlType, threads: usize, numerics: Numerics) -> Arc<Model> {

@@ -17,7 +17,7 @@
 
 use super::swa::sliding_layers;
 use super::{ArchSpec, BlockSpec, Mlp};
-use crate::model::config::{AttnScale, Config, Hparams, SlidingWindow};
+use crate::model::config::{Config, Hparams, SlidingWindow};
 use crate::ops::rope::{Rope, RopeLayout};
 use crate::{Error, Result};
 
@@ -47,13 +47,8 @@ fn softcap(h: &Hparams, key: &str, default: f32) -> Result<f32> {
 }
 
 fn hparams(h: &Hparams, cfg: &mut Config) -> Result<()> {
-    cfg.embd_scale = Some((cfg.n_embd as f32).sqrt());
-    let d = if cfg.n_layer == 46 {
-        (cfg.n_embd / cfg.n_head) as f32
-    } else {
-        cfg.head_dim_k as f32
-    };
-    cfg.attn_scale = AttnScale::Queries(1.0 / d.sqrt());
+    // Gemma 2 27B has 46 layers.
+    super::gemma3::gemma_scales(cfg, 46);
     cfg.attn_softcap = Some(softcap(h, "attn_logit_softcapping", 50.0)?);
     cfg.final_logit_softcap = Some(softcap(h, "final_logit_softcapping", 30.0)?);
     let window = h.opt_usize("attention.sliding_window")?.unwrap_or(4096);

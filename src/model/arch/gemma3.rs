@@ -29,15 +29,22 @@ pub const GEMMA3: ArchSpec = ArchSpec {
     hparams,
 };
 
-fn hparams(h: &Hparams, cfg: &mut Config) -> Result<()> {
+/// Gemma's scales: embeddings by `sqrt(n_embd)`, queries by
+/// `1/sqrt(head_dim_k)` — or, in the 27B model (`n_layer_27b` layers), by
+/// `1/sqrt(n_embd / n_head)`.
+pub(super) fn gemma_scales(cfg: &mut Config, n_layer_27b: usize) {
     cfg.embd_scale = Some((cfg.n_embd as f32).sqrt());
-    // Gemma 3 27B (62 layers) scales by the model width per head instead.
-    let d = if cfg.n_layer == 62 {
+    let d = if cfg.n_layer == n_layer_27b {
         (cfg.n_embd / cfg.n_head) as f32
     } else {
         cfg.head_dim_k as f32
     };
     cfg.attn_scale = AttnScale::Queries(1.0 / d.sqrt());
+}
+
+fn hparams(h: &Hparams, cfg: &mut Config) -> Result<()> {
+    // Gemma 3 27B has 62 layers.
+    gemma_scales(cfg, 62);
     cfg.final_logit_softcap = h.opt_f32("final_logit_softcapping")?.filter(|&c| c != 0.0);
     let window = h.opt_usize("attention.sliding_window")?.unwrap_or(0);
     if window > 0 {
